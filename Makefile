@@ -1,0 +1,43 @@
+# seqlab: `make repro` runs the pipeline, `make test` runs the checks. Both create/reuse .venv first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+# The CPU build of torch is installed first so that the project's `torch>=...` requirement is already
+# satisfied and pip never pulls a multi-GB CUDA build. Off this workplace, add the PyTorch CPU index:
+#   make TORCH_PIP_ARGS="--index-url <PyTorch CPU wheel index>" test
+TORCH_VERSION ?= 2.13.0
+TORCH_PIP_ARGS ?=
+STAMP := $(VENV)/.seqlab-installed
+# DVC runs each stage's `python -m stages.<name>` through the shell: make sure that is the venv's python.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install repro test test-fast lint ui bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $@
+
+install: $(STAMP)
+
+repro: $(STAMP)
+	$(BIN)/dvc repro
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline stages tests bench
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest
+
+test-fast: lint
+	$(BIN)/pytest -m "not slow"
+
+ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000 --workers 1
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache

@@ -1,0 +1,1 @@
+"""Corpora: download and split."""

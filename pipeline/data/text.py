@@ -1,0 +1,107 @@
+"""Text corpora: read raw files strictly as UTF-8, cut them into records, split records into train/val/test.
+
+A *record* is the unit that ``<eos>`` closes and that splits are made of: a line
+(names, Penn Treebank sentences, verse) or a paragraph (prose: the lines between
+blank lines, joined with a space).  Blank records are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import SplitConfig
+from pipeline.errors import UserError
+
+SPLITS = ("train", "val", "test")
+
+
+class TextCorpusError(UserError):
+    """A text corpus that cannot be read or split; the message names the file."""
+
+
+def read_text(path: Path) -> str:
+    """Decode ``path`` as UTF-8 (BOM dropped, newlines normalised), naming the byte offset of bad input."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise TextCorpusError(
+            f"{path}: not valid UTF-8 at byte offset {e.start} (byte 0x{data[e.start]:02x}); "
+            f"convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def to_records(text: str, record: str, pattern: str | None = None) -> list[str]:
+    """Cut text into non-blank records: ``line``, ``paragraph``, or ``regex`` (first group of each match)."""
+    if record == "regex":
+        return [" ".join(m.group(1).split()) for m in re.finditer(pattern, text, re.MULTILINE) if m.group(1).strip()]
+    if record == "line":
+        return [line for line in text.split("\n") if line.strip()]
+    if record == "paragraph":
+        paragraphs = []
+        for block in text.split("\n\n"):
+            joined = " ".join(line.strip() for line in block.split("\n") if line.strip())
+            if joined:
+                paragraphs.append(joined)
+        return paragraphs
+    raise ValueError(f"unknown record kind {record!r}")  # config validation makes this unreachable
+
+
+def corpus_files(raw_dir: Path) -> list[Path]:
+    """Every file of a corpus folder, in a stable order."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise TextCorpusError(f"{raw_dir}: corpus folder not found; run the download stage first (dvc repro download)")
+    files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise TextCorpusError(f"{raw_dir}: corpus folder is empty")
+    return files
+
+
+def load_split_records(
+    raw_dir: Path, record: str, split: SplitConfig, pattern: str | None = None, dedupe: bool = False
+) -> dict[str, list[str]]:
+    """Read a corpus folder and return its records per split (``train``, ``val``, ``test``).
+
+    With ``dedupe`` a record repeated anywhere in the corpus is kept once (its first occurrence), so the same
+    name can never be in both train and val.
+    """
+    raw_dir = Path(raw_dir)
+    if split.method == "files":
+        out = {}
+        for name in SPLITS:
+            path = raw_dir / split.files[name]
+            if not path.is_file():
+                present = ", ".join(p.name for p in corpus_files(raw_dir))
+                raise TextCorpusError(f"{path}: split file for {name!r} not found (files here: {present})")
+            out[name] = to_records(read_text(path), record, pattern)
+        if dedupe:
+            seen: set[str] = set()
+            out = {name: [r for r in recs if not (r in seen or seen.add(r))] for name, recs in out.items()}
+    else:
+        records = [r for p in corpus_files(raw_dir) for r in to_records(read_text(p), record, pattern)]
+        if dedupe:
+            records = list(dict.fromkeys(records))
+        out = split_records(records, split)
+    if not out["train"]:
+        raise TextCorpusError(f"{raw_dir}: no non-blank {record} in the training split; the corpus is empty")
+    return out
+
+
+def split_records(records: Sequence[str], split: SplitConfig) -> dict[str, list[str]]:
+    """Assign records to splits: ``contiguous`` (head/tail) or ``random`` (seeded, corpus order kept inside a split)."""
+    n = len(records)
+    n_val, n_test = round(n * split.val), round(n * split.test)
+    n_train = n - n_val - n_test
+    order = np.arange(n) if split.method == "contiguous" else np.random.default_rng(split.seed).permutation(n)
+    parts = {
+        "train": np.sort(order[:n_train]),
+        "val": np.sort(order[n_train : n_train + n_val]),
+        "test": np.sort(order[n_train + n_val :]),
+    }
+    return {name: [records[i] for i in idx] for name, idx in parts.items()}

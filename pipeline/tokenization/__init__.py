@@ -1,0 +1,73 @@
+"""Text tokenizers (pure Python/NumPy) and the dataset builder the tokenize stage calls.
+
+:func:`tokenize_splits` builds the vocabulary on the training split only, encodes
+every split into a flat id stream (each record closed by ``<eos>``) and reports
+the statistics the stage writes as a DVC metric.  :func:`detokenize` turns ids back
+into text using only what ``vocab.json`` records (its ``meta``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import numpy as np
+
+from pipeline.config import TokenizeConfig
+from pipeline.tokenization import char, word
+from pipeline.vocab import EOS_ID, PAD_ID, UNK_ID, Vocabulary
+
+
+@dataclasses.dataclass
+class TokenizedDataset:
+    vocab: Vocabulary
+    ids: dict[str, np.ndarray]  # split -> (N,) int64, every record closed by <eos>
+    stats: dict
+
+
+def tokenize_splits(records: dict[str, list[str]], cfg: TokenizeConfig, name: str) -> TokenizedDataset:
+    if cfg.lowercase:
+        records = {split: [r.lower() for r in recs] for split, recs in records.items()}
+    meta = {"kind": "text", "dataset": name, "level": cfg.level, "lowercase": cfg.lowercase}
+    if cfg.level == "char":
+        counts = char.count(records["train"])
+        vocab = Vocabulary.build(counts, cfg.min_freq, cfg.max_size, meta)
+        ids = {split: char.encode(recs, vocab) for split, recs in records.items()}
+    else:
+        meta["word_split"] = cfg.word_split
+        split_fn = word.splitter(cfg.word_split)
+        counts = word.count(records["train"], split_fn)
+        vocab = Vocabulary.build(counts, cfg.min_freq, cfg.max_size, meta)
+        ids = {split: word.encode(recs, vocab, split_fn) for split, recs in records.items()}
+    return TokenizedDataset(vocab, ids, _stats(vocab, records, ids))
+
+
+def _stats(vocab: Vocabulary, records: dict[str, list[str]], ids: dict[str, np.ndarray]) -> dict:
+    stats: dict = {"vocab_size": len(vocab)}
+    for split, arr in ids.items():
+        n = int(arr.size)
+        oov = int(np.count_nonzero(arr == UNK_ID))
+        stats[split] = {
+            "records": len(records[split]),
+            "tokens": n,
+            "oov_tokens": oov,
+            "oov_rate": round(oov / n, 6) if n else 0.0,
+        }
+    stats["train_coverage"] = round(1.0 - stats["train"]["oov_rate"], 6)
+    return stats
+
+
+def detokenize(ids: Iterable[int], vocab: Vocabulary, eos: str = "\n") -> str:
+    """Ids -> text: characters joined directly, words with spaces; ``<eos>`` ends a record (``eos``)."""
+    sep = "" if vocab.meta.get("level") == "char" else " "
+    out, current = [], []
+    for i in ids:
+        i = int(i)
+        if i == EOS_ID:
+            out.append(sep.join(current) + eos)
+            current = []
+        elif i != PAD_ID:
+            current.append(vocab.tokens[i])
+    if current:
+        out.append(sep.join(current))
+    return "".join(out)

@@ -1,0 +1,52 @@
+"""DVC stage ``download``: materialise every enabled corpus of params.yaml into ``data/raw/<name>/``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stages._common import run_main
+
+
+def _exporters() -> dict:
+    """Source types handled outside pipeline.data (music21 stays confined to pipeline.midi.io)."""
+    def music21(source, dest):
+        from pipeline.midi.io import export_music21_corpus
+
+        export_music21_corpus(source, dest)
+
+    return {"music21": music21}
+
+
+def run(params_path: str, out: str, only: Sequence[str] = ()) -> int:
+    from pipeline.config import load_params
+    from pipeline.data.download import materialise, prune
+
+    params = load_params(params_path, required=("corpora",))
+    enabled = {name: c for name, c in params.corpora.items() if c.enabled and (not only or name in only)}
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    for name in prune(root, keep=set(enabled) if not only else set(params.corpora)):
+        print(f"download: removed {name} (no longer enabled)")
+    for name, corpus in enabled.items():
+        report = materialise(name, corpus, root, exporters=_exporters())
+        state = "up to date" if report.skipped else "materialised"
+        print(f"download: {name}: {state}, {report.files} files, {report.bytes / 1e6:.2f} MB")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.download", description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--out", default="data/raw", help="output folder (default: data/raw)")
+    parser.add_argument("--only", nargs="*", default=(), help="materialise only these corpora")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return run_main(lambda: run(args.params, args.out, args.only))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Strict params parsing and the shared Vocabulary."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from pipeline.config import ConfigError, load_params, parse_params
+from pipeline.vocab import EOS_ID, PAD_ID, SPECIALS, UNK_ID, Vocabulary, VocabularyError
+from tests.conftest import REPO_ROOT
+
+GOOD = {
+    "corpora": {"book": {"kind": "text", "source": {"type": "path", "path": "book.txt"}}},
+    "tokenize": {"book-char": {"corpus": "book", "level": "char"}},
+}
+
+
+def test_repo_params_file_parses():
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert "austen" in params.corpora and "austen-char" in params.tokenize
+
+
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda p: p["corpora"]["book"].update(kidn="text"), "corpora.book: unknown key 'kidn' (valid: kind, source"),
+        (lambda p: p["corpora"]["book"].pop("kind"), "corpora.book: missing key 'kind'"),
+        (lambda p: p["corpora"]["book"]["source"].update(type="ftp"), "source.type: 'ftp' is not valid"),
+        (lambda p: p["corpora"]["book"]["source"].update(pth="x"), "unknown key 'pth' (valid: type, path, pattern)"),
+        (lambda p: p["tokenize"]["book-char"].update(level="byte"), "level: 'byte' is not valid (choose one of: char, word)"),
+        (lambda p: p["tokenize"]["book-char"].update(min_freq="2"), "min_freq: expected an integer, got '2'"),
+        (lambda p: p["tokenize"]["book-char"].update(corpus="nope"), "unknown corpus 'nope' (valid: book)"),
+        (lambda p: p.update(tokenise={}), "unknown section 'tokenise' (valid: corpora, tokenize"),
+        (lambda p: p["tokenize"]["book-char"].update(split={"val": 0.6, "test": 0.5}), "must be in [0, 1)"),
+        (lambda p: p["tokenize"]["book-char"].update(record="regex"), "record_pattern is required"),
+        (
+            lambda p: p["tokenize"]["book-char"].update(record="regex", record_pattern="^T:.*$"),
+            "needs one capturing group",
+        ),
+    ],
+)
+def test_bad_params_are_named(mutate, message):
+    import copy
+
+    raw = copy.deepcopy(GOOD)
+    mutate(raw)
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw, "params.yaml")
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_disabled_corpus_cannot_be_tokenized():
+    raw = {
+        "corpora": {"book": {"kind": "text", "enabled": False, "source": {"type": "path", "path": "b"}}},
+        "tokenize": {"b": {"corpus": "book", "level": "char"}},
+    }
+    with pytest.raises(ConfigError, match=r"set corpora.book.enabled: true"):
+        parse_params(raw, "params.yaml")
+
+
+def test_missing_params_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("corpora: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_vocabulary_build_orders_by_frequency_and_honours_limits():
+    counts = Counter({"b": 5, "a": 5, "c": 3, "d": 1})
+    vocab = Vocabulary.build(counts)
+    assert vocab.tokens == (*SPECIALS, "a", "b", "c", "d")  # ties broken by token
+    assert Vocabulary.build(counts, min_freq=2).tokens[3:] == ("a", "b", "c")
+    assert Vocabulary.build(counts, max_size=4).tokens == (*SPECIALS, "a")
+    assert (PAD_ID, UNK_ID, EOS_ID) == (0, 1, 2)
+
+
+def test_vocabulary_encode_decode_and_json_roundtrip(tmp_path):
+    vocab = Vocabulary.build(Counter("hello"), meta={"level": "char"})
+    ids = vocab.encode(list("hex"))
+    assert ids.dtype == np.int64 and ids[-1] == UNK_ID
+    assert vocab.decode(ids) == ["h", "e", "<unk>"]
+    vocab.save(tmp_path / "vocab.json")
+    again = Vocabulary.load(tmp_path / "vocab.json")
+    assert again == vocab and again.meta == {"level": "char"}
+
+
+def test_max_size_too_small_for_specials():
+    with pytest.raises(VocabularyError, match="max_size=2 leaves no room for the 3 specials"):
+        Vocabulary.build(Counter("abc"), max_size=2)
+
+
+def test_vocabulary_load_errors(tmp_path):
+    with pytest.raises(VocabularyError, match="run the tokenize"):
+        Vocabulary.load(tmp_path / "missing.json")
+    (tmp_path / "v.json").write_text('{"tokens": []}')
+    with pytest.raises(VocabularyError, match="not a seqlab vocabulary"):
+        Vocabulary.load(tmp_path / "v.json")
+    with pytest.raises(VocabularyError, match="starts with"):
+        Vocabulary(["a", "b", "c"])
