@@ -27,6 +27,33 @@ def add_version(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_version)
 
 
+# Spelled out (not read from pipeline.reference.CELLS) so that `seqlab --help` imports no library code;
+# tests/test_reference.py checks the two lists agree.
+GRADCHECK_CELLS = ("rnn", "gru", "gru_minimal", "lstm", "lstm_peephole")
+
+
+def _gradcheck(args: argparse.Namespace) -> int:
+    from pipeline.reference.gradcheck import format_table, run_checks
+
+    cells = GRADCHECK_CELLS if args.cell == "all" else (args.cell,)
+    results = run_checks(cells, seed=args.seed)
+    print(format_table(results))
+    return 0 if all(r.passed for r in results) else 1
+
+
+def add_gradcheck(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "gradcheck",
+        help="check the NumPy reference's hand-written gradients against finite differences and torch autograd",
+        description="For each cell, compare every gradient of the NumPy reference (pipeline/reference) with "
+        "central finite differences (float64, relative error < 1e-7) and with torch autograd on the matching "
+        "torch module (< 1e-10). Prints one row per parameter and check; exits 1 if any check fails.",
+    )
+    p.add_argument("--cell", choices=(*GRADCHECK_CELLS, "all"), default="all", help="which cell (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random weights and data (default: 0)")
+    p.set_defaults(func=_gradcheck)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seqlab",
@@ -34,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "The pipeline itself runs with `dvc repro`; these commands are for everything around it.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (add_version,):
+    for add in (add_version, add_gradcheck):
         add(sub)
     return parser
 
