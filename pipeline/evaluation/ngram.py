@@ -1,0 +1,106 @@
+"""A count-based baseline: interpolated Kneser-Ney n-gram language model over token ids.
+
+This is the row a user would pick instead of a neural model, so every comparison
+report carries it.  It is trained on the same token streams as the RNNs (records
+closed by ``<eos>``), predicts every token including ``<eos>``, and never predicts
+``<pad>``.  The start of the stream is padded with ``<eos>``, the same context the
+first token of every later record sees.
+
+Model (Chen & Goodman 1998, interpolated Kneser-Ney with one discount per order)::
+
+    P_k(w | h) = max(c_k(h, w) - D_k, 0) / c_k(h)  +  D_k * N1+(h .) / c_k(h) * P_{k-1}(w | h')
+    P_0(w)     = 1 / V                                                  (uniform over the vocabulary)
+
+where ``c_n`` are raw counts at the highest order and ``c_k`` (k < n) are continuation
+counts ``N1+(. h w)`` (in how many distinct contexts the n-gram follows), ``h'`` drops
+the oldest token of ``h``, ``N1+(h .)`` is the number of distinct words seen after ``h``
+and ``D_k = n1 / (n1 + 2 n2)`` from the count-of-counts at that order.  An unseen
+context hands its whole mass to the lower order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipeline.vocab import EOS_ID, PAD_ID
+
+
+class KneserNeyLM:
+    """Interpolated Kneser-Ney of order ``order`` over ids ``0..vocab_size-1`` (``<pad>`` excluded)."""
+
+    def __init__(self, order: int, vocab_size: int) -> None:
+        if order < 1:
+            raise ValueError(f"n-gram order must be >= 1, got {order}")
+        self.order = order
+        self.vocab_size = vocab_size
+        self.support = vocab_size - 1  # every id but <pad> can be predicted
+        # Per order k (1..n): counts[k][(h..., w)], context totals, distinct followers, discount.
+        self.counts: list[dict[tuple[int, ...], int]] = [{} for _ in range(order + 1)]
+        self.totals: list[dict[tuple[int, ...], int]] = [{} for _ in range(order + 1)]
+        self.followers: list[dict[tuple[int, ...], int]] = [{} for _ in range(order + 1)]
+        self.discounts: list[float] = [0.0] * (order + 1)
+
+    def fit(self, ids: Sequence[int] | np.ndarray) -> KneserNeyLM:
+        stream = self._padded(ids)
+        n = self.order
+        top: Counter[tuple[int, ...]] = Counter(
+            tuple(stream[i - n + 1 : i + 1]) for i in range(n - 1, len(stream))
+        )
+        self.counts[n] = dict(top)
+        # Continuation counts: each distinct (k+1)-gram adds one to the count of its k-gram suffix.
+        for k in range(n - 1, 0, -1):
+            cont: Counter[tuple[int, ...]] = Counter(gram[1:] for gram in self.counts[k + 1])
+            self.counts[k] = dict(cont)
+        for k in range(1, n + 1):
+            totals: defaultdict[tuple[int, ...], int] = defaultdict(int)
+            followers: defaultdict[tuple[int, ...], int] = defaultdict(int)
+            for gram, c in self.counts[k].items():
+                totals[gram[:-1]] += c
+                followers[gram[:-1]] += 1
+            self.totals[k], self.followers[k] = dict(totals), dict(followers)
+            self.discounts[k] = _discount(self.counts[k].values())
+        return self
+
+    def _padded(self, ids: Sequence[int] | np.ndarray) -> list[int]:
+        return [EOS_ID] * (self.order - 1) + [int(i) for i in ids]
+
+    def prob(self, context: Sequence[int], word: int) -> float:
+        """P(word | the last order-1 tokens of context)."""
+        if word == PAD_ID:
+            return 0.0
+        p = 1.0 / self.support
+        history = tuple([EOS_ID] * (self.order - 1) + [int(i) for i in context])[len(context) :]
+        for k in range(1, self.order + 1):
+            h = history[len(history) - (k - 1) :] if k > 1 else ()
+            total = self.totals[k].get(h, 0)
+            if total == 0:
+                continue  # unseen context: all mass to the lower order
+            d = self.discounts[k]
+            c = self.counts[k].get((*h, word), 0)
+            p = max(c - d, 0.0) / total + d * self.followers[k][h] / total * p
+        return p
+
+    def nll(self, ids: Sequence[int] | np.ndarray) -> tuple[float, int]:
+        """Summed negative log-likelihood (nats) of every token of ``ids``, and how many were scored."""
+        stream = self._padded(ids)
+        start = self.order - 1
+        total = 0.0
+        for i in range(start, len(stream)):
+            total -= math.log(self.prob(stream[i - start : i], stream[i]))
+        return total, len(stream) - start
+
+    def perplexity(self, ids: Sequence[int] | np.ndarray) -> float:
+        nll, n = self.nll(ids)
+        return math.exp(nll / max(n, 1))
+
+
+def _discount(counts) -> float:
+    hist = Counter(c for c in counts if c <= 2)
+    n1, n2 = hist.get(1, 0), hist.get(2, 0)
+    if n1 == 0:
+        return 0.5
+    return min(max(n1 / (n1 + 2 * n2), 0.05), 0.95)
