@@ -12,7 +12,7 @@ STAMP := $(VENV)/.seqlab-installed
 # DVC runs each stage's `python -m stages.<name>` through the shell: make sure that is the venv's python.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test test-fast lint ui bench clean
+.PHONY: install repro test test-fast lint ui bench clean browser-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check pipeline stages tests bench
 	$(BIN)/lint-imports
 
-test: lint
+# tests/test_mlflow_ui.py drives Debian's chromium: installed (as root, with apt) only when missing.
+browser-deps:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation; } || \
+		echo "warning: no chromium and no way to install it here; tests/test_mlflow_ui.py will fail" >&2
+
+test: lint browser-deps
 	$(BIN)/pytest
 
 test-fast: lint

@@ -41,7 +41,7 @@ def make_repo(tmp_path: Path, edit_params) -> Path:
 
 def text_only(params: dict) -> None:
     """Keep the offline text corpora; drop music and training so the test stays small."""
-    for name, corpus in params["corpora"].items():
+    for corpus in params["corpora"].values():
         if corpus["kind"] != "text":
             corpus["enabled"] = False
     for section in list(params):
