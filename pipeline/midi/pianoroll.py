@@ -1,0 +1,78 @@
+"""Piano-roll pictures (matplotlib; the only plotting module of pipeline.midi): time on x, pitch on y, velocity as shade.
+
+``render_piano_roll(tokens_or_midi_path, vocab_or_None, out_png)`` draws either a MIDI
+file (pass ``None`` as vocabulary) or a token sequence decoded with a MIDI vocabulary
+(strings or ids, decoding stops at the first ``<eos>``), for MLflow artifacts and the README.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
+
+from pipeline.io import atomic_path
+from pipeline.midi.events import Note, Piece
+from pipeline.vocab import Vocabulary
+
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def _piece(source: str | Path | Sequence[str] | Sequence[int], vocab: Vocabulary | None) -> Piece:
+    if isinstance(source, (str, Path)) and vocab is None:
+        from pipeline.midi.io import read_midi
+
+        return read_midi(source)
+    if vocab is None:
+        raise ValueError("render_piano_roll: tokens need the vocabulary they came from (vocab.json)")
+    from pipeline.midi.codec import codec_from_meta
+
+    codec = codec_from_meta(vocab.meta)
+    strings = [t if isinstance(t, str) else vocab.tokens[int(t)] for t in source]
+    return Piece(tuple(codec.decode(strings)), codec.steps_per_quarter)
+
+
+def _draw(fig: Figure, notes: Sequence[Note], resolution: int, title: str) -> None:
+    ax = fig.add_subplot(1, 1, 1)
+    # one rectangle per note: (start, pitch - 0.4) .. (end, pitch + 0.4), in quarter notes
+    boxes = [
+        [(n.start / resolution, n.pitch - 0.4), (n.end / resolution, n.pitch - 0.4),
+         (n.end / resolution, n.pitch + 0.4), (n.start / resolution, n.pitch + 0.4)]
+        for n in notes
+    ]
+    shades = [0.35 + 0.65 * min(max(n.velocity, 0), 127) / 127 for n in notes]  # soft notes stay visible
+    coll = PolyCollection(boxes, array=shades, cmap="Greys", clim=(0.0, 1.0), linewidths=0)
+    ax.add_collection(coll)
+    if notes:
+        low, high = min(n.pitch for n in notes), max(n.pitch for n in notes)
+        ax.set_xlim(0, max(n.end for n in notes) / resolution)
+        ax.set_ylim(low - 2, high + 2)
+        cs = [p for p in range(low - 2, high + 3) if p % 12 == 0]
+        ax.set_yticks(cs, [f"C{p // 12 - 1}" for p in cs])
+    else:
+        ax.text(0.5, 0.5, "no notes", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("time (quarter notes)")
+    ax.set_ylabel("pitch")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title)
+
+
+def render_piano_roll(
+    tokens_or_midi_path: str | Path | Sequence[str] | Sequence[int],
+    vocab_or_none: Vocabulary | None,
+    out_png: str | Path,
+    title: str | None = None,
+) -> Path:
+    """Write a piano-roll PNG of a MIDI file or of tokens decoded with ``vocab_or_none``; return its path."""
+    piece = _piece(tokens_or_midi_path, vocab_or_none)
+    if title is None:
+        title = Path(tokens_or_midi_path).name if isinstance(tokens_or_midi_path, (str, Path)) else "sampled tokens"
+    span = piece.quarters
+    fig = Figure(figsize=(min(20.0, 4.0 + span / 8), 4.5), dpi=100, layout="constrained")
+    _draw(fig, piece.notes, piece.resolution, f"{title} ({len(piece.notes)} notes)")
+    out_png = Path(out_png)
+    with atomic_path(out_png, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    return out_png

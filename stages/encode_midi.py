@@ -1,0 +1,54 @@
+"""DVC stage ``encode_midi``: one MIDI corpus -> ``vocab.json``, ``{train,val,test}.npy``, ``stats.json``, ``skipped.json``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from stages._common import run_main
+
+
+def run(params_path: str, name: str, raw: str, out: str, workers: int) -> int:
+    from pipeline import io
+    from pipeline.config import ConfigError, load_params
+    from pipeline.midi.corpus import encode_corpus
+
+    started = time.perf_counter()
+    params = load_params(params_path, required=("corpora", "encode_midi"))
+    if name not in params.encode_midi:
+        raise ConfigError(f"{params_path}: encode_midi: no dataset {name!r} (valid: {', '.join(params.encode_midi)})")
+    data = encode_corpus(Path(raw), params.encode_midi[name], name, workers)
+    # Everything goes to a temporary folder first: a failure leaves no half-written dataset.
+    with io.atomic_dir(Path(out)) as tmp:
+        data.vocab.save(tmp / "vocab.json")
+        for split, ids in data.ids.items():
+            io.write_tokens(tmp / f"{split}.npy", ids, len(data.vocab))
+        io.write_json(tmp / "stats.json", data.stats)
+        io.write_json(tmp / "skipped.json", [{"file": s.file, "reason": s.reason} for s in data.skipped])
+    s = data.stats
+    print(
+        f"encode_midi: {name}: {s['files'] - s['skipped']}/{s['files']} files, vocab {s['vocab_size']}, "
+        f"tokens train/val/test {s['train']['tokens']}/{s['val']['tokens']}/{s['test']['tokens']}, "
+        f"<unk> val {s['val']['unk_rate']:.2%}, {time.perf_counter() - started:.1f}s"
+    )
+    for skipped in data.skipped:
+        print(f"encode_midi: {name}: skipped {skipped.file}: {skipped.reason}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.encode_midi", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--name", required=True, help="dataset name: a key of the encode_midi section")
+    parser.add_argument("--raw", required=True, help="the MIDI corpus folder, data/raw/<corpus>")
+    parser.add_argument("--out", required=True, help="output folder, data/tokens/<name>")
+    parser.add_argument("--workers", type=int, default=0, help="processes (0: every CPU); results do not depend on it")
+    args = parser.parse_args(argv)
+    return run_main(lambda: run(args.params, args.name, args.raw, args.out, args.workers))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
