@@ -410,13 +410,264 @@ class TrainConfig(TrainSettings):
             raise ConfigError(f"train.runs.{run}.overrides: {e}") from e
 
 
+# --------------------------------------------------------------------------- sections: encode_midi (issue 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodeMidiConfig:
+    """One MIDI token dataset ``data/tokens/<name>/`` built from a ``kind: midi`` corpus (see pipeline/midi).
+
+    ``encoding: note`` writes one token per slice of sound (note, chord or rest + length);
+    ``event`` writes note-on/note-off/time-shift(/velocity) events, lossless at the grid.
+    ``max_steps`` is the longest duration or time shift one token carries (null: one 4/4 bar).
+    ``transpose`` adds copies of every training piece shifted by these semitones.
+    ``max_quarters``: a piece whose notes reach further is skipped as having absurd tick values.
+    """
+
+    corpus: str
+    encoding: Literal["note", "event"] = "note"
+    steps_per_quarter: int = 4
+    max_steps: int | None = None
+    chords: Literal["pitches", "pitch_classes"] = "pitches"  # note encoding only
+    velocity_bins: int = 0  # event encoding only; 0: velocity not encoded
+    voices: Literal["all", "top"] = "all"  # top: monophonic melody (highest note wins)
+    keep_drums: bool = False  # drums (channel 10) are dropped unless true
+    normalize_key: bool = False  # move every piece to C major / A minor (music21's key analysis)
+    transpose: tuple[int, ...] = ()
+    min_freq: int = 1
+    max_size: int | None = None  # includes the three specials
+    max_quarters: float = 4096.0
+    max_skipped_share: float = 0.2  # the stage fails when a larger share of files is skipped
+    split: SplitConfig = SplitConfig()
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.steps_per_quarter <= 96:
+            raise ValueError(f"steps_per_quarter must be in 1..96, got {self.steps_per_quarter}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
+        if not 0 <= self.velocity_bins <= 127:
+            raise ValueError(f"velocity_bins must be in 0..127, got {self.velocity_bins}")
+        if self.velocity_bins and self.encoding != "event":
+            raise ValueError("velocity_bins applies to encoding: event only (set it to 0)")
+        if self.chords != "pitches" and self.encoding != "note":
+            raise ValueError("chords applies to encoding: note only (remove it)")
+        if any(abs(s) > 24 for s in self.transpose):
+            raise ValueError(f"transpose shifts must be within -24..24 semitones, got {list(self.transpose)}")
+        if self.min_freq < 1 or self.max_quarters <= 0 or not 0 <= self.max_skipped_share <= 1:
+            raise ValueError("min_freq must be >= 1, max_quarters > 0, max_skipped_share in [0, 1]")
+        if self.split.method == "files":
+            raise ValueError("split.method: files is for text corpora; use random or contiguous")
+
+
+# --------------------------------------------------------------------------- sections: evaluate (issue 5)
+
+
+@dataclasses.dataclass(frozen=True)
+class NgramConfig:
+    """A count-based baseline for one dataset: interpolated Kneser-Ney of order ``order``."""
+
+    order: int = 5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.order <= 10:
+            raise ValueError(f"order must be in 1..10, got {self.order}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """The ``evaluate`` section: scoring trained variants, their samples, baselines and the champion.
+
+    ``batch_size: 1`` scores each split as ONE stream with the state carried from its first token to its
+    last (no truncation artefacts: every token sees all the context before it); a larger value cuts the
+    split into that many streams, which is faster but restarts the context at each cut.
+    """
+
+    device: str = "auto"
+    batch_size: int = 1
+    bptt: int = 256
+    seed: int = 1337
+    samples: SampleConfig = SampleConfig(n=8, max_length=400, temperature=0.8)
+    baselines: dict[str, NgramConfig] = dataclasses.field(default_factory=dict)
+    register_champion: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.bptt < 1:
+            raise ValueError("batch_size and bptt must be >= 1")
+
+
+# --------------------------------------------------------------------------- sections: curriculum (issue 6)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskTraining:
+    """One small supervised run (:func:`pipeline.training.supervised.train_supervised`): a fixed number of steps.
+
+    Every task of the ``curriculum`` section trains with it; comparisons inside a task (rnn vs gru vs lstm,
+    uni vs bi) give each model the same ``steps`` and ``batch_size``, i.e. the same data budget.
+    """
+
+    steps: int = 300
+    batch_size: int = 32
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 0.003
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # sgd only
+    clip: Literal["norm", "value", "none"] = "norm"
+    clip_threshold: float = 1.0
+    eval_every_steps: int = 100  # and once more after the last step
+    log_every_steps: int = 10
+    seed: int = 1337
+
+    def __post_init__(self) -> None:
+        if min(self.steps, self.batch_size, self.eval_every_steps, self.log_every_steps) < 1:
+            raise ValueError("steps, batch_size, eval_every_steps and log_every_steps must be >= 1")
+        if self.lr <= 0 or self.clip_threshold <= 0:
+            raise ValueError(f"lr ({self.lr}) and clip_threshold ({self.clip_threshold}) must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeConfig:
+    """Gradient of the last step's loss w.r.t. the input embedding at step t, against distance T - t.
+
+    ``variants`` are trained models ``models/<dataset>/<variant>/model.pt`` (and a fresh copy of each);
+    ``clipped``/``unclipped`` name the two runs whose ``grad_norms.csv`` give the clipping distributions.
+    """
+
+    dataset: str = "tunenames-char"
+    variants: tuple[str, ...] = ("rnn", "gru", "lstm")
+    split: Literal["val", "test"] = "val"
+    window: int = 64  # T: tokens per window (windows of the split's stream, records run together)
+    windows: int = 64  # windows averaged
+    clipped: str = "rnn"
+    unclipped: str = "rnn-noclip"
+    seed: int = 1337
+
+    def __post_init__(self) -> None:
+        if self.window < 2 or self.windows < 1 or not self.variants:
+            raise ValueError("window must be >= 2, windows >= 1 and variants non-empty")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgreementConfig:
+    """Synthetic number agreement: the label at the end is the number of the subject ``distance`` tokens back.
+
+    For each cell and each ``d`` of ``distances`` a fresh classifier trains on distances drawn uniformly
+    from [1, d] and is tested at exactly d: the longest dependency each cell learns with the same budget.
+    """
+
+    cells: tuple[str, ...] = ("rnn", "gru", "lstm")
+    embedding_size: int = 16
+    hidden_size: int = 32
+    distances: tuple[int, ...] = (5, 10, 20, 40, 80)
+    eval_examples: int = 500  # test sequences per distance
+    attractor_rate: float = 0.25  # share of filler tokens that are nouns (singular or plural): distractors
+    forget_bias: float = 1.0  # LSTM forget-gate bias at init (Gers et al. 2000); 0.0: torch's default
+    train: TaskTraining = TaskTraining()
+
+    def __post_init__(self) -> None:
+        if not self.distances or min(self.distances) < 1 or not self.cells:
+            raise ValueError("distances must be >= 1 and cells non-empty")
+        if not 0.0 <= self.attractor_rate < 1.0 or self.eval_examples < 1:
+            raise ValueError("attractor_rate must be in [0, 1) and eval_examples >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggingConfig:
+    """Restore removed spaces: tag each character of a char dataset "a word starts here", uni vs bi."""
+
+    dataset: str = "austen-char"
+    model: ModelConfig = ModelConfig(cell="lstm", embedding_size=32, hidden_size=64)
+    directions: tuple[Literal["uni", "bi"], ...] = ("uni", "bi")
+    window: int = 64  # characters (spaces removed) per training row
+    train: TaskTraining = TaskTraining()
+
+    def __post_init__(self) -> None:
+        if self.window < 2 or not self.directions:
+            raise ValueError("window must be >= 2 and directions non-empty")
+
+
+@dataclasses.dataclass(frozen=True)
+class LangIdConfig:
+    """Which language is this line in?  Lines of one text file per language in ``data/raw/<corpus>/``."""
+
+    corpus: str = "languages"
+    languages: tuple[str, ...] = ("de", "en", "fr", "it", "la", "nl")  # file stems: <corpus>/<lang>.txt
+    min_chars: int = 20
+    max_chars: int = 80  # longer lines are cut
+    lines: dict[str, int] = dataclasses.field(default_factory=lambda: {"train": 600, "val": 100, "test": 200})
+    model: ModelConfig = ModelConfig(cell="gru", embedding_size=32, hidden_size=64)
+    train: TaskTraining = TaskTraining()
+
+    def __post_init__(self) -> None:
+        if set(self.lines) != {"train", "val", "test"} or min(self.lines.values()) < 1:
+            raise ValueError("lines must give train, val and test counts >= 1 (per language)")
+        if not 1 <= self.min_chars <= self.max_chars or len(self.languages) < 2:
+            raise ValueError("need 1 <= min_chars <= max_chars and at least two languages")
+
+
+@dataclasses.dataclass(frozen=True)
+class StylesConfig:
+    """One-to-many: one LM over several MIDI datasets, its initial state set by the style id (dataset index)."""
+
+    datasets: tuple[str, ...] = ("chorales-note", "folk-note")
+    model: ModelConfig = ModelConfig(cell="lstm", embedding_size=32, hidden_size=128)
+    chunk: int = 64  # tokens per training row; every row starts from its style's state
+    samples: SampleConfig = SampleConfig(n=2, max_length=120, temperature=0.9)
+    train: TaskTraining = TaskTraining()
+
+    def __post_init__(self) -> None:
+        if len(self.datasets) < 2 or self.chunk < 2:
+            raise ValueError("need at least two datasets (styles) and chunk >= 2")
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthConfig:
+    """Deep RNNs: the LM ``model`` with each of ``layers`` trained by ``fit`` with the same settings.
+
+    ``overrides`` change the ``train`` section's shared settings for these runs only (like a run's
+    ``overrides``); give ``max_steps`` so that every depth gets the same number of optimizer steps.
+    """
+
+    dataset: str = "austen-char"
+    model: ModelConfig = ModelConfig(cell="lstm", embedding_size=32, hidden_size=128)
+    layers: tuple[int, ...] = (1, 2, 3)
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.layers or min(self.layers) < 1:
+            raise ValueError("layers must list depths >= 1")
+        TrainRunConfig(self.dataset, "depth", self.model, self.overrides)  # parses and checks the overrides
+
+
+@dataclasses.dataclass(frozen=True)
+class CurriculumConfig:
+    """The ``curriculum`` section (issue 6): the probe and the small tasks, each its own DVC stage."""
+
+    device: str = "cpu"  # the task models are tiny: a GPU would mostly wait on Python
+    threads: int = 1  # one thread is as fast as two for tiny recurrent steps here (PERF-NOTES.md)
+    tracking: Literal["mlflow", "none"] = "mlflow"
+    probe: ProbeConfig = ProbeConfig()
+    agreement: AgreementConfig = AgreementConfig()
+    tagging: TaggingConfig = TaggingConfig()
+    langid: LangIdConfig = LangIdConfig()
+    styles: StylesConfig = StylesConfig()
+    depth: DepthConfig = DepthConfig()
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: torch's default), got {self.threads}")
+
+
 # --------------------------------------------------------------------------- params as a whole
 
 #: section name -> how to parse it: a dataclass, or ``dict[str, Dataclass]``.
 SECTIONS: dict[str, Any] = {
     "corpora": dict[str, CorpusConfig],
     "tokenize": dict[str, TokenizeConfig],
+    "encode_midi": dict[str, EncodeMidiConfig],
     "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "curriculum": CurriculumConfig,
 }
 
 
@@ -469,6 +720,19 @@ def parse_params(raw: Any, where: str, required: tuple[str, ...] = ()) -> Params
 
 def _check_references(sections: dict[str, Any], where: str) -> None:
     corpora = sections.get("corpora", {})
+    for name, enc in sections.get("encode_midi", {}).items():  # issue 3
+        corpus = corpora.get(enc.corpus)
+        if corpus is None:
+            raise ConfigError(
+                f"{where}: encode_midi.{name}.corpus: unknown corpus {enc.corpus!r} (valid: {', '.join(corpora)})"
+            )
+        if corpus.kind != "midi":
+            raise ConfigError(f"{where}: encode_midi.{name}.corpus: {enc.corpus!r} is a {corpus.kind} corpus, not midi")
+        if not corpus.enabled:
+            raise ConfigError(
+                f"{where}: encode_midi.{name}.corpus: corpus {enc.corpus!r} is disabled "
+                f"(set corpora.{enc.corpus}.enabled: true)"
+            )
     for name, tok in sections.get("tokenize", {}).items():
         corpus = corpora.get(tok.corpus)
         if corpus is None:

@@ -204,3 +204,22 @@ def test_ensure_causal_refuses_bidirectional_models():
     ensure_causal(tiny_model("gru", "uni"))
     with pytest.raises(NonCausalModelError, match=r"direction: bi.*sees the future.*cannot be trained"):
         ensure_causal(tiny_model("gru", "bi"), "be trained as a next-token model", remedy="use the bi loss")
+
+
+def test_forward_lm_of_a_bidirectional_model_is_its_causal_forward_direction():
+    import torch
+
+    from pipeline.config import ModelConfig
+    from pipeline.models import build_model
+    from pipeline.models.sampling import sample
+
+    torch.manual_seed(0)
+    bi = build_model(ModelConfig(cell="lstm", hidden_size=16, embedding_size=8, direction="bi"), 11).eval()
+    fwd = bi.forward_lm()
+    assert fwd.causal and not bi.causal
+    ids = torch.randint(3, 11, (2, 7))
+    logits, _ = bi(ids)
+    alone, _ = fwd(ids)
+    assert torch.equal(alone, logits.forward)
+    assert fwd.output.weight.data_ptr() == bi.output.weight.data_ptr()  # shared, not copied
+    assert len(sample(fwd, n=3, max_length=5, seed=1)) == 3

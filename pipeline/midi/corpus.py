@@ -240,3 +240,14 @@ def _stats(files, pieces, skipped, splits, ids, vocab) -> dict[str, Any]:  # noq
             "unk_rate": round(unk / n, 6) if n else 0.0,
         }
     return stats
+
+
+def tokens_of_file(path: str | Path, meta: dict[str, Any]) -> list[str]:
+    """Encode one MIDI file exactly as the dataset whose vocabulary ``meta`` describes (a prime for sampling)."""
+    fields = {f.name for f in dataclasses.fields(EncodeMidiConfig)}
+    settings = {k: v for k, v in meta.items() if k in fields and k not in ("transpose", "split")}
+    cfg = EncodeMidiConfig(**{**settings, "corpus": str(meta.get("corpus", "prime"))})
+    prepared = prepare_piece((str(path), str(path), cfg))
+    if isinstance(prepared, Skipped):
+        raise MidiCorpusError(f"{path}: cannot be used as a prime: {prepared.reason}")
+    return codec_for(cfg).encode(prepared.notes)

@@ -8,6 +8,7 @@ second, separate stack reads the window backwards and predicts x<t-1>; it is not
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -116,6 +117,20 @@ class BidirectionalLM(SequenceModel):
         logits = self.output(self.dropout(torch.cat([forward_hidden, backward_hidden], dim=0)))  # (2B, T, V)
         forward_logits, backward_logits = logits.split(batch, dim=0)
         return BiLogits(forward_logits, backward_logits), state
+
+    def forward_lm(self) -> SequenceModel:
+        """The forward direction alone: a causal LM sharing this model's embedding, forward stack and output.
+
+        It reads x<1..t> and predicts x<t+1> exactly as inside the bidirectional model, so it can be sampled
+        from (its perplexity is this model's ``forward_perplexity``); the backward stack is left out.
+        """
+        lm = SequenceModel.__new__(SequenceModel)
+        nn.Module.__init__(lm)
+        lm.config = dataclasses.replace(self.config, direction="uni")
+        lm.vocab_size = self.vocab_size
+        lm.embedding, lm.rnn, lm.dropout, lm.output = self.embedding, self.rnn, self.dropout, self.output
+        lm.train(self.training)
+        return lm
 
 
 def _reversal_index(ids: Tensor, lengths: Tensor | None) -> Tensor | None:

@@ -1,0 +1,55 @@
+"""Scoring a trained variant on held-out splits, and drawing the samples a person reads or hears.
+
+The figures follow one protocol for every model: perplexity = exp(mean NLL per predicted token), with
+``<eos>`` predicted and counted and ``<pad>`` never; streams are scored with the state carried across the
+whole split (``EvaluateConfig.batch_size: 1``), records (names) one by one from an ``<eos>`` context.
+A bidirectional LM is scored per direction; its samples come from its forward direction, which is a causal
+LM on its own (the model as a whole still refuses to generate).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.config import EvaluateConfig, SampleConfig
+from pipeline.evaluation.loss import evaluate_split
+from pipeline.evaluation.render import sample_renderer
+from pipeline.models.sampling import sample
+from pipeline.vocab import Vocabulary
+
+
+def score_splits(model: nn.Module, splits: dict[str, np.ndarray], cfg: EvaluateConfig, *, mode: str,
+                 char_level: bool, device: str) -> dict[str, dict[str, float]]:
+    """``{split: {loss, perplexity, bits_per_token, tokens, [bpc], [forward_/backward_...]}}``."""
+    out = {}
+    for name, ids in splits.items():
+        if ids.size < 2:
+            continue  # an empty split (e.g. test: 0.0) has nothing to score
+        figures = evaluate_split(model, ids, mode=mode, batch_size=cfg.batch_size, bptt=cfg.bptt, device=device)
+        if char_level:
+            figures["bpc"] = figures["bits_per_token"]
+        out[name] = {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in figures.items()}
+    return out
+
+
+def generator_of(model: nn.Module) -> nn.Module:
+    """The causal model to sample from: the model itself, or a bidirectional LM's forward direction."""
+    if getattr(model, "causal", True):
+        return model
+    return model.forward_lm()
+
+
+def draw_samples(model: nn.Module, vocab: Vocabulary, cfg: SampleConfig, folder: Path, *, seed: int,
+                 device: str) -> list[Path]:
+    """Sample ``cfg.n`` sequences in one batch and render them (text, or MIDI + piano roll) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if cfg.n < 1:
+        return []
+    sequences = sample(generator_of(model), n=cfg.n, max_length=cfg.max_length, temperature=cfg.temperature,
+                       top_k=cfg.top_k, top_p=cfg.top_p, seed=seed, device=torch.device(device))
+    return sample_renderer(vocab)(sequences, folder)

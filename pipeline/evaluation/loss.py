@@ -1,0 +1,146 @@
+"""Language-model losses and whole-split evaluation.
+
+* :func:`next_token_loss`: the causal LM loss (summed NLL and the number of predicted tokens, ``<pad>``
+  ignored).  A model that sees the future (``causal = False``) is refused with ``NonCausalModelError``:
+  a bidirectional RNN trained as a next-token model just copies the answer it can see.
+* :func:`bidirectional_loss`: the ELMo-style objective, forward direction predicting x<t+1> and backward
+  direction predicting x<t-1>, reported per direction.
+* :func:`batch_loss`: picks one of the two from ``model.causal``; the training loop's single entry point.
+* :func:`evaluate_split`: mean NLL per predicted token, perplexity and bits per token over a whole split.
+  Streams are evaluated with the state carried across windows, so every token is scored with all the
+  context before it (for the backward direction of a bidirectional model the context ends at the window,
+  ``eval_bptt`` tokens, since carrying that state would need the future).
+
+All sums stay on the device as tensors; nothing here calls ``.item()`` except the final summaries.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pipeline.evaluation.windows import PAD_ID, Batch, record_batch, split_records, stream_windows, to_streams
+from pipeline.models import BiLogits, ensure_causal
+
+FORWARD, BACKWARD = "forward", "backward"
+
+
+class BatchLoss(NamedTuple):
+    """What one batch contributes: the objective to backpropagate and per-direction sums."""
+
+    objective: Tensor  # () mean NLL (bidirectional: mean of the two directions' means)
+    sums: Tensor  # (D,) summed NLL per direction, detached
+    counts: Tensor  # (D,) predicted tokens per direction
+    state: Any  # the model's carried state after the batch
+
+
+def directions(model: nn.Module) -> tuple[str, ...]:
+    """The directions a model's loss reports: ("forward",) or ("forward", "backward")."""
+    return (FORWARD,) if getattr(model, "causal", True) else (FORWARD, BACKWARD)
+
+
+def _nll_sum(logits: Tensor, targets: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
+    # Cross-entropy runs in float32 even under bf16 autocast (autocast promotes it), which keeps
+    # the log-softmax of a large vocabulary accurate.
+    total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                            ignore_index=pad_id, reduction="sum")  # ()
+    return total, (targets != pad_id).sum()
+
+
+def next_token_loss(model: nn.Module, inputs: Tensor, targets: Tensor, state: Any = None,
+                    pad_id: int = PAD_ID) -> tuple[Tensor, Tensor, Any]:
+    """Summed NLL of ``targets`` (B, T) given ``inputs`` (B, T); returns (sum, count, state)."""
+    ensure_causal(model, "be trained or evaluated as a next-token model")
+    logits, state = model(inputs, state)  # (B, T, V)
+    total, count = _nll_sum(logits, targets, pad_id)
+    return total, count, state
+
+
+def bidirectional_loss(model: nn.Module, batch: Batch, state: Any = None,
+                       pad_id: int = PAD_ID) -> tuple[Tensor, Tensor, Any]:
+    """Per-direction summed NLL (2,), counts (2,) and the forward stack's state for a bidirectional LM."""
+    logits, state = model(batch.inputs, state, lengths=batch.lengths)
+    if not isinstance(logits, BiLogits):
+        raise TypeError(f"{type(model).__name__} is not bidirectional: it returned {type(logits).__name__}")
+    fwd_sum, fwd_count = _nll_sum(logits.forward, batch.targets, pad_id)
+    bwd_sum, bwd_count = _nll_sum(logits.backward, batch.prev_targets, pad_id)
+    return torch.stack([fwd_sum, bwd_sum]), torch.stack([fwd_count, bwd_count]), state
+
+
+def batch_loss(model: nn.Module, batch: Batch, state: Any = None, pad_id: int = PAD_ID) -> BatchLoss:
+    """The training objective for one batch: next-token for causal models, both directions otherwise."""
+    if getattr(model, "causal", True):
+        total, count, state = next_token_loss(model, batch.inputs, batch.targets, state, pad_id)
+        sums, counts = total.unsqueeze(0), count.unsqueeze(0)
+    else:
+        sums, counts, state = bidirectional_loss(model, batch, state, pad_id)
+    means = sums / counts.clamp_min(1)  # (D,)
+    return BatchLoss(means.mean(), sums.detach(), counts, state)
+
+
+def summarize(sums: Tensor | list[float], counts: Tensor | list[float], names: tuple[str, ...]) -> dict[str, float]:
+    """Mean NLL (``loss``, nats), ``perplexity`` and ``bits_per_token``; per direction when there are two."""
+    sums = [float(s) for s in sums]
+    counts = [float(c) for c in counts]
+    means = [s / c if c else float("nan") for s, c in zip(sums, counts, strict=True)]
+    out = _figures("", sum(means) / len(means))
+    out["tokens"] = int(counts[0])
+    if len(names) > 1:
+        for name, mean in zip(names, means, strict=True):
+            out.update(_figures(f"{name}_", mean))
+    return out
+
+
+def _figures(prefix: str, mean_nll: float) -> dict[str, float]:
+    return {
+        f"{prefix}loss": mean_nll,
+        f"{prefix}perplexity": math.exp(mean_nll) if mean_nll < 700 else float("inf"),
+        f"{prefix}bits_per_token": mean_nll / math.log(2),
+    }
+
+
+@torch.no_grad()
+def evaluate_split(model: nn.Module, ids: np.ndarray, *, mode: str = "stream", batch_size: int = 1,
+                   bptt: int = 256, device: str | torch.device = "cpu", pad_id: int = PAD_ID) -> dict[str, float]:
+    """Score a whole split; ``mode`` is ``stream`` (state carried across windows) or ``records``.
+
+    Returns ``loss`` (mean NLL per predicted token, nats), ``perplexity``, ``bits_per_token``, ``tokens``,
+    and the same per direction (``forward_loss``, ``backward_perplexity``, ...) for bidirectional models.
+    ``<eos>`` is predicted and counted, ``<pad>`` never.  The model is left in the mode it came in.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        batches = _eval_batches(ids, mode, batch_size, bptt, pad_id)
+        sums, counts = _accumulate(model, batches, device, pad_id, carry=mode == "stream")
+    finally:
+        model.train(was_training)
+    return summarize(sums.tolist(), counts.tolist(), directions(model))
+
+
+def _eval_batches(ids: np.ndarray, mode: str, batch_size: int, bptt: int, pad_id: int):
+    if mode == "stream":
+        batch_size = max(1, min(batch_size, len(ids) // max(bptt, 1)))  # no all-padding streams on a short split
+        return stream_windows(to_streams(ids, batch_size, pad_tail=True, pad_id=pad_id), bptt, pad_id=pad_id)
+    if mode == "records":
+        records = split_records(ids)
+        return (record_batch(records[i : i + batch_size], bptt, pad_id) for i in range(0, len(records), batch_size))
+    raise ValueError(f"evaluation mode {mode!r} is not valid (choose stream or records)")
+
+
+def _accumulate(model: nn.Module, batches, device, pad_id: int, carry: bool) -> tuple[Tensor, Tensor]:
+    n = len(directions(model))
+    sums = torch.zeros(n, dtype=torch.float64, device=device)
+    counts = torch.zeros(n, dtype=torch.int64, device=device)
+    state = None
+    for batch in batches:
+        loss = batch_loss(model, batch.to(device), state if carry else None, pad_id)
+        sums += loss.sums.double()
+        counts += loss.counts
+        state = loss.state
+    return sums, counts

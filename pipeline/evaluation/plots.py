@@ -1,0 +1,77 @@
+"""The report's pictures (the only matplotlib user in pipeline.evaluation): one panel per dataset.
+
+Every function writes a PNG atomically and returns its path; the report stage lists them as DVC plots and
+logs them to the report's MLflow run.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from pipeline import io  # noqa: E402
+from pipeline.config import TrainRunConfig  # noqa: E402
+
+
+def _panels(n: int, width: float = 5.0, height: float = 3.6):
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    with io.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_perplexity(table: pd.DataFrame, path: Path) -> Path:
+    """Test perplexity per variant (lower is better); the n-gram baseline as a dashed line."""
+    datasets = sorted(table["dataset"].unique())
+    fig, axes = _panels(max(len(datasets), 1))
+    for ax, dataset in zip(axes, datasets, strict=False):
+        rows = table[(table["dataset"] == dataset) & table["test_perplexity"].notna()]
+        models = rows[rows["variant"] != "ngram"]
+        ax.barh(models["variant"], models["test_perplexity"].astype(float), color="tab:blue")
+        for _, r in rows[rows["variant"] == "ngram"].iterrows():
+            ax.axvline(float(r["test_perplexity"]), color="tab:red", linestyle="--", label=f"{r['cell']}")
+        ax.set_title(dataset)
+        ax.set_xlabel("test perplexity (lower is better)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_series(runs: dict[str, TrainRunConfig], models: Path, path: Path, *, file: str, x: str, y: str,
+                ylabel: str, logy: bool = False) -> Path:
+    """One line per variant of ``file``'s ``y`` against ``x`` (e.g. validation loss per epoch), per dataset."""
+    by_dataset: dict[str, list[TrainRunConfig]] = {}
+    for run in runs.values():
+        by_dataset.setdefault(run.dataset, []).append(run)
+    fig, axes = _panels(max(len(by_dataset), 1))
+    for ax, (dataset, dataset_runs) in zip(axes, sorted(by_dataset.items()), strict=False):
+        for run in dataset_runs:
+            csv = Path(models) / run.dataset / run.variant / file
+            if csv.exists():
+                frame = pd.read_csv(csv)
+                if x in frame and y in frame:
+                    ax.plot(frame[x], frame[y], marker="." if len(frame) < 40 else None, label=run.variant)
+        ax.set_title(dataset)
+        ax.set_xlabel(x)
+        ax.set_ylabel(ylabel)
+        if logy:
+            ax.set_yscale("log")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,29 @@
+"""Opening a tracker by name: the one place outside :mod:`.mlflow_tracker` that knows mlflow exists.
+
+Kept out of ``pipeline.tracking/__init__`` so that importing the protocol (as the training loop does) never
+imports mlflow, not even lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pipeline.tracking import NullTracker, Tracker
+
+
+def open_tracker(kind: str, experiment: str, run_name: str, *, run_id: str | None = None,
+                 tags: Mapping[str, str] | None = None, tracking_uri: str | None = None) -> Tracker:
+    """``kind`` mlflow: a new run named ``run_name`` in ``experiment`` (or run ``run_id`` reopened, tags
+    updated); ``none``: a :class:`NullTracker`.  mlflow is imported here, lazily."""
+    if kind == "none":
+        return NullTracker()
+    if kind != "mlflow":
+        raise ValueError(f"tracking {kind!r} is not valid (choose mlflow or none)")
+    from pipeline.tracking.mlflow_tracker import MlflowTracker
+
+    if run_id:
+        tracker = MlflowTracker.resume(run_id, tracking_uri=tracking_uri)
+        if tags:
+            tracker.set_tags(tags)
+        return tracker
+    return MlflowTracker.start(experiment, run_name, tracking_uri=tracking_uri, tags=tags)

@@ -1,0 +1,87 @@
+"""Training checkpoints: the model payload of :mod:`pipeline.models.checkpoint` plus what exact resume needs.
+
+A training checkpoint (``checkpoint.pt``) adds optimizer and scheduler state, every RNG state (torch CPU and
+CUDA, NumPy, Python), the step, epoch and data position, the carried recurrent state, the best validation
+loss and early-stopping counter, the partial epoch accumulators and the history written at the end.
+Everything is tensors and plain containers, so ``torch.load(weights_only=True)`` reads it back.
+The best model (``model.pt``) is a plain model payload with the step and validation loss it was taken at.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.models.checkpoint import checkpoint_payload, load_checkpoint, save_checkpoint
+
+TRAINING_KIND = "training"
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG the loop touches, as tensors and lists."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def to_cpu(obj: Any) -> Any:
+    """A carried state (tensor, tuple of tensors, None) moved to the CPU for saving."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_cpu(o) for o in obj)
+    return obj
+
+
+def to_device(obj: Any, device: torch.device | str) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_device(o, device) for o in obj)
+    return obj
+
+
+def save_training_checkpoint(path: str | Path, model: nn.Module, training: dict[str, Any]) -> None:
+    """Write model payload + ``training`` (optimizer, scheduler, position, ...) + RNG states, atomically."""
+    payload = checkpoint_payload(model)
+    payload.update(kind=TRAINING_KIND, rng=capture_rng(), **training)
+    save_checkpoint(path, payload)
+
+
+def save_best_model(path: str | Path, model: nn.Module, **meta: Any) -> None:
+    payload = checkpoint_payload(model)
+    payload.update(kind="model", **meta)
+    save_checkpoint(path, payload)
+
+
+def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint, on the CPU; :class:`CheckpointError` if it is not one."""
+    from pipeline.models.checkpoint import CheckpointError
+
+    payload = load_checkpoint(path, map_location="cpu")
+    if payload.get("kind") != TRAINING_KIND:
+        raise CheckpointError(f"{path}: a model checkpoint, not a training checkpoint (resume from checkpoint.pt)")
+    return payload

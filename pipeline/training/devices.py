@@ -1,0 +1,105 @@
+"""Where and how fast a run computes: device, mixed precision, and the CPU thread count (chosen by measurement).
+
+On CUDA, ``precision: auto`` means bf16 autocast: matmuls (embedding projection, the recurrent layers'
+GEMMs, the output layer) run in bf16 with float32 accumulation, while the losses stay in float32 (autocast
+keeps ``cross_entropy`` there, and the loss code casts logits up).  bf16 keeps float32's exponent range, so
+unlike fp16 it needs no loss scaling and cannot overflow in the long products of a recurrence.  On a CPU,
+``auto`` is float32: this machine's Zen 3 cores have no bf16 arithmetic, so autocast would only add casts.
+
+On a small CPU, one thread is often faster than two for a small recurrent step (thread wake-up costs more
+than the arithmetic), and two threads collapse when another process shares the cores.  ``threads: 0``
+therefore times a few real training steps of the run's own model at each candidate count and keeps the
+fastest (see BENCHMARKS.md for the measurements that motivated it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from pipeline.runtime import cpu_count, set_threads
+
+#: How much faster (per step) a larger thread count must be to be chosen.  Spare threads are a bet that the
+#: cores stay free: when another process takes one, OpenMP's threads wait on each other at every parallel region
+#: and a small recurrent step can slow down 10-100x (seen here: 34,000 -> 150 tokens/s with 2 threads), while
+#: one thread only loses its share of the core.
+MIN_GAIN = 1.25
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` (auto | fp32 | bf16) on ``device``; None: plain float32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def choose_threads(requested: int, device: torch.device,
+                   make_probe: Callable[[], Callable[[int], float]] | None = None, rounds: int = 3) -> int:
+    """Set and return the intra-op thread count: ``requested`` if > 0, else the fastest by ``probe``.
+
+    ``make_probe()`` returns ``probe(steps)``, which runs ``steps`` training steps and returns seconds per step
+    at the current thread count.
+    Candidates are timed interleaved (1, 2, 1, 2, ...) and each keeps its best round, so a burst of load
+    from another process penalises one round rather than one candidate; a larger count must beat the one
+    chosen so far by :data:`MIN_GAIN`.  On CUDA the count only matters
+    for host-side work and torch's default is kept.
+    """
+    if requested > 0:
+        return set_threads(requested)
+    if device.type != "cpu" or make_probe is None:
+        return set_threads(None)
+    candidates = sorted({1, min(2, cpu_count()), cpu_count()})
+    if len(candidates) == 1:
+        return set_threads(1)
+    probe = make_probe()
+    timings: dict[int, float] = {}
+    steps = 1
+    for round_ in range(rounds + 1):
+        for n in candidates:
+            set_threads(n)
+            seconds = probe(steps)  # round 0 warms up each count (allocations, kernel selection)
+            if round_:
+                timings[n] = min(timings.get(n, float("inf")), seconds)
+        if round_ == 0:  # time at least ~50 ms per measurement: a millisecond step alone is all noise
+            steps = max(2, min(20, math.ceil(0.05 / max(seconds, 1e-6))))
+    best = candidates[0]
+    for n in candidates[1:]:  # more threads only for a clear gain: see MIN_GAIN
+        if timings[n] * MIN_GAIN < timings[best]:
+            best = n
+    return set_threads(best)
+
+
+def step_timer(model: nn.Module, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+               train_step: Callable[[nn.Module, torch.optim.Optimizer], None]) -> Callable[[int], float]:
+    """A probe for :func:`choose_threads`: seconds per step of ``train_step`` on a throwaway copy of ``model``.
+
+    The copy and its optimizer are discarded and every RNG is forked, so probing changes nothing the run
+    then does (dropout draws included).
+    """
+    clone = copy.deepcopy(model)
+    optimizer = make_optimizer(clone)
+
+    def probe(steps: int) -> float:
+        with torch.random.fork_rng(devices=[]):
+            start = time.perf_counter()
+            for _ in range(steps):
+                train_step(clone, optimizer)
+            return (time.perf_counter() - start) / steps
+
+    return probe

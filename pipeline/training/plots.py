@@ -1,0 +1,61 @@
+"""Loss and gradient-norm plots of a training run (the only module of pipeline.training that imports matplotlib)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.io import atomic_path
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_losses(epochs: Sequence[dict[str, Any]], intervals: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Training loss per logging interval and train/validation loss per validation, against steps."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([r["step"] for r in intervals], [r["train_loss"] for r in intervals], lw=1, alpha=0.6,
+            label="train (per logging interval)")
+    ax.plot([r["step"] for r in epochs], [r["val_loss"] for r in epochs], "o-", label="validation")
+    for direction in ("forward", "backward"):
+        key = f"val_{direction}_loss"
+        if epochs and key in epochs[0]:
+            ax.plot([r["step"] for r in epochs], [r[key] for r in epochs], ".--", label=f"validation, {direction}")
+    ax.set(xlabel="step", ylabel="loss (nats per token)", title="Loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, plt, path)
+
+
+def plot_grad_norms(intervals: Sequence[dict[str, Any]], path: str | Path, threshold: float | None = None) -> None:
+    """Mean and max global gradient norm per logging interval (before clipping), the clip threshold, and clip rate."""
+    plt = _figure()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, height_ratios=[3, 1])
+    steps = [r["step"] for r in intervals]
+    top.plot(steps, [r["grad_norm_mean"] for r in intervals], label="mean before clipping")
+    top.plot(steps, [r["grad_norm_max"] for r in intervals], lw=0.8, alpha=0.7, label="max before clipping")
+    top.plot(steps, [r["grad_norm_clipped_mean"] for r in intervals], "--", label="mean after clipping")
+    if threshold is not None:
+        top.axhline(threshold, color="grey", lw=0.8, ls=":", label=f"threshold {threshold:g}")
+    top.set(ylabel="global L2 norm", title="Gradient norm", yscale="log")
+    top.grid(alpha=0.3)
+    top.legend(fontsize="small")
+    bottom.plot(steps, [r["clip_rate"] for r in intervals], color="C3")
+    bottom.set(xlabel="step", ylabel="clip rate", ylim=(-0.05, 1.05))
+    bottom.grid(alpha=0.3)
+    _save(fig, plt, path)
+
+
+def _save(fig, plt, path: str | Path) -> None:
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,75 @@
+"""DVC stage ``baseline``: an interpolated Kneser-Ney n-gram model for one dataset, scored like the RNNs.
+
+Fits on ``data/tokens/<dataset>/train.npy``, scores val and test (every token, ``<eos>`` included) and
+writes ``metrics/<dataset>/ngram.json``; logs an MLflow run ``ngram`` in the dataset's experiment, so
+every comparison has the row a user would pick instead of a neural model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from stages._common import run_main
+
+
+def run(params_path: str, name: str, data: str, metrics: str) -> int:
+    from pipeline import io
+    from pipeline.config import ConfigError, load_params
+    from pipeline.evaluation.ngram import KneserNeyLM
+    from pipeline.tracking.factory import open_tracker
+    from pipeline.vocab import Vocabulary
+
+    params = load_params(params_path, required=("evaluate",))
+    if name not in params.evaluate.baselines:
+        valid = ", ".join(params.evaluate.baselines) or "none"
+        raise ConfigError(f"{params_path}: evaluate.baselines: no dataset {name!r} (valid: {valid})")
+    order = params.evaluate.baselines[name].order
+    data_dir = Path(data)
+    vocab = Vocabulary.load(data_dir / "vocab.json")
+    splits = {s: io.read_tokens(data_dir / f"{s}.npy").astype("int64") for s in ("train", "val", "test")}
+    start = time.perf_counter()
+    lm = KneserNeyLM(order, len(vocab)).fit(splits["train"])
+    figures: dict = {"order": order, "ngrams": len(lm.counts[order]), "fit_seconds": round(time.perf_counter() - start, 3)}
+    char_level = vocab.meta.get("level") == "char"
+    for split in ("val", "test"):
+        if splits[split].size:
+            figures[split] = _figures(lm, splits[split], char_level)
+    io.write_json(metrics, figures)
+    tracking = params.sections["train"].tracking if "train" in params.sections else "none"
+    tracker = open_tracker(tracking, name, "ngram", tags={"dataset": name, "variant": "ngram", "cell": "kneser-ney"})
+    tracker.log_params({"model": "interpolated-kneser-ney", "order": order, "dataset": name})
+    tracker.log_metrics({f"{s}_{k}": v for s in ("val", "test") if s in figures for k, v in figures[s].items()}, step=0)
+    tracker.finish("FINISHED")
+    test = figures.get("test", figures.get("val", {}))
+    print(f"baseline: {name}: Kneser-Ney {order}-gram, test perplexity {test.get('perplexity', float('nan')):.3f}")
+    return 0
+
+
+def _figures(lm, ids, char_level: bool) -> dict:
+    import math
+
+    nll, n = lm.nll(ids)
+    mean = nll / n
+    out = {"loss": round(mean, 6), "perplexity": round(math.exp(mean), 6),
+           "bits_per_token": round(mean / math.log(2), 6), "tokens": n}
+    if char_level:
+        out["bpc"] = out["bits_per_token"]
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.baseline", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--name", required=True, help="a dataset: a key of evaluate.baselines")
+    parser.add_argument("--data", required=True, help="data/tokens/<dataset>")
+    parser.add_argument("--metrics", required=True, help="metrics/<dataset>/ngram.json")
+    args = parser.parse_args(argv)
+    return run_main(lambda: run(args.params, args.name, args.data, args.metrics))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""DVC stage ``train``: one run of params.yaml's ``train.runs`` -> ``models/<dataset>/<variant>/``.
+
+Reads ``data/tokens/<dataset>/{vocab.json,train.npy,val.npy}``, builds the model, opens the tracking run
+(one MLflow experiment per dataset, one run per variant) and calls :func:`pipeline.training.fit`.  The
+run id goes to ``<out>/mlflow_run.json`` so the evaluate stage logs into the same run; ``--resume``
+continues from ``<out>/checkpoint.pt`` in that same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stages._common import run_main
+
+RUN_FILE = "mlflow_run.json"
+
+
+def run(params_path: str, name: str, data: str, out: str, resume: bool = False) -> int:
+    from pipeline import io
+    from pipeline.config import flatten, load_params, to_plain
+    from pipeline.evaluation.render import sample_renderer
+    from pipeline.models import build_model
+    from pipeline.runtime import resolve_device, set_seed
+    from pipeline.tracking import run_tags
+    from pipeline.tracking.factory import open_tracker
+    from pipeline.training import fit
+    from pipeline.vocab import Vocabulary
+
+    params = load_params(params_path, required=("train",))
+    settings = params.train.settings_for(name)
+    cfg = params.train.runs[name]
+    data_dir, out_dir = Path(data), Path(out)
+    vocab = Vocabulary.load(data_dir / "vocab.json")
+    train_ids, val_ids = (_read_split(data_dir, split) for split in ("train", "val"))
+    set_seed(settings.seed)
+    model = build_model(cfg.model, len(vocab))
+    previous = io.read_json(out_dir / RUN_FILE) if resume and (out_dir / RUN_FILE).exists() else {}
+    tags = run_tags(Path.cwd(), [data_dir / f for f in ("vocab.json", "train.npy", "val.npy")],
+                    resolve_device(settings.device),
+                    {"seqlab_run": name, "dataset": cfg.dataset, "variant": cfg.variant, "cell": cfg.model.cell})
+    tracker = open_tracker(settings.tracking, cfg.dataset, cfg.variant, run_id=previous.get("run_id"), tags=tags)
+    if not previous.get("run_id"):
+        data_section = {**params.sections.get("tokenize", {}), **params.sections.get("encode_midi", {})}
+        tracker.log_params({"run": name, "dataset": cfg.dataset, "variant": cfg.variant, **flatten(
+            {"train": to_plain(settings), "model": to_plain(cfg.model), "data": to_plain(data_section.get(cfg.dataset))})})
+        tracker.log_artifact(data_dir / "vocab.json")
+    io.write_json(out_dir / RUN_FILE, _run_info(tracker, cfg.dataset, cfg.variant))
+    # The model folder stands alone for sampling (seqlab sample): its vocabulary goes with it, byte for byte.
+    io.write_bytes(out_dir / "vocab.json", (data_dir / "vocab.json").read_bytes())
+    result = fit(model, train_ids, val_ids, settings, out_dir, tracker=tracker, resume=resume,
+                 render_samples=sample_renderer(vocab), char_level=vocab.meta.get("level") == "char")
+    m = result.metrics
+    print(f"train: {name}: {result.stop_reason} after {m['steps']} steps ({m['epochs']:g} epochs), best val loss "
+          f"{m['val_loss']:.4f} (ppl {m['val_perplexity']:.2f}), {m['tokens_per_s']:,.0f} tokens/s, "
+          f"{m['train_seconds']:.0f} s")
+    return 0
+
+
+def _read_split(data_dir: Path, split: str):
+    from pipeline.errors import UserError
+    from pipeline.io import read_tokens
+
+    path = data_dir / f"{split}.npy"
+    if not path.exists():
+        raise UserError(f"{path}: token file not found; run the tokenize/encode_midi stage first (dvc repro)")
+    return read_tokens(path).astype("int64")
+
+
+def _run_info(tracker, experiment: str, run_name: str) -> dict:
+    return {"run_id": tracker.run_id, "experiment": experiment, "run_name": run_name,
+            "experiment_id": getattr(tracker, "experiment_id", None), "tracking_uri": getattr(tracker, "uri", None)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--run", required=True, help="a key of train.runs, e.g. austen-char-lstm")
+    parser.add_argument("--data", required=True, help="the dataset folder, data/tokens/<dataset>")
+    parser.add_argument("--out", required=True, help="output folder, models/<dataset>/<variant>")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt, in the same run")
+    args = parser.parse_args(argv)
+    return run_main(lambda: run(args.params, args.run, args.data, args.out, args.resume))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""evaluate, baseline and report stages and `seqlab sample`, on tiny models trained by the real train stage."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import EvaluateConfig
+from pipeline.evaluation.evaluate import score_splits
+from pipeline.io import read_json
+from stages import baseline as baseline_stage
+from stages import cli
+from stages import evaluate as evaluate_stage
+from stages import report as report_stage
+from stages import train as train_stage
+from tests import mlflow_store
+from tests.train_helpers import tiny_model, write_dataset
+
+_migrated_db, mlflow_uri = mlflow_store._migrated_db, mlflow_store.mlflow_uri  # fixtures
+
+PARAMS = """
+train:
+  device: cpu
+  threads: 1
+  batch_size: 4
+  bptt: 16
+  epochs: 2
+  log_every_steps: 5
+  eval_batch_size: 2
+  progress: false
+  sample: {n: 1, max_length: 20}
+  runs:
+    names-char-lstm:
+      dataset: names-char
+      variant: lstm
+      model: {cell: lstm, embedding_size: 8, hidden_size: 16}
+      overrides: {batching: records}
+    names-char-gru:
+      dataset: names-char
+      variant: gru
+      model: {cell: gru, embedding_size: 8, hidden_size: 16}
+    names-char-bilstm:
+      dataset: names-char
+      variant: bilstm
+      model: {cell: lstm, embedding_size: 8, hidden_size: 16, direction: bi}
+      overrides: {batching: records}
+evaluate:
+  device: cpu
+  samples: {n: 3, max_length: 30, temperature: 0.8}
+  baselines:
+    names-char: {order: 3}
+"""
+VARIANTS = ("lstm", "gru", "bilstm")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, _migrated_db):
+    """Train the three variants once for the module (a few seconds), in their own workspace and store."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("workspace")
+    shutil.copy(_migrated_db, root / "mlflow.db")
+    (root / "params.yaml").write_text(PARAMS)
+    (root / "data/tokens/names-char").mkdir(parents=True)
+    write_dataset(root / "data/tokens/names-char")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        for variant in VARIANTS:
+            argv = ["--run", f"names-char-{variant}", "--data", "data/tokens/names-char",
+                    "--out", f"models/names-char/{variant}"]
+            assert train_stage.main(argv) == 0
+    return root
+
+
+@pytest.fixture
+def workspace(trained, monkeypatch):
+    monkeypatch.chdir(trained)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained / 'mlflow.db'}")
+    return trained
+
+
+def _evaluate(variant: str) -> int:
+    return evaluate_stage.main([
+        "--run", f"names-char-{variant}", "--data", "data/tokens/names-char", "--model", f"models/names-char/{variant}",
+        "--metrics", f"metrics/names-char/{variant}.json", "--samples", f"samples/names-char/{variant}"])
+
+
+def test_stream_perplexity_is_the_whole_split_with_state_carried():
+    torch.manual_seed(0)
+    model = tiny_model(12, cell="gru").eval()
+    ids = np.random.default_rng(0).integers(1, 12, size=301)
+    figures = score_splits(model, {"test": ids}, EvaluateConfig(batch_size=1, bptt=16), mode="stream",
+                           char_level=True, device="cpu")["test"]
+    # The reference: one forward pass over the whole split, no windows at all; the split starts at a record
+    # boundary, so its first token is predicted from an <eos> context like every other record's first token.
+    inputs = np.concatenate([[2], ids[:-1]])
+    with torch.no_grad():
+        logits, _ = model(torch.as_tensor(inputs[None]))
+        nll = torch.nn.functional.cross_entropy(logits[0], torch.as_tensor(ids), reduction="mean").item()
+    assert figures["tokens"] == 301
+    assert figures["perplexity"] == pytest.approx(math.exp(nll), rel=1e-5)
+    assert figures["bpc"] == pytest.approx(nll / math.log(2), rel=1e-5)
+
+
+def test_evaluate_writes_metrics_samples_and_logs_into_the_training_run(workspace):
+    from mlflow import MlflowClient
+
+    assert _evaluate("lstm") == 0
+    metrics = read_json(workspace / "metrics/names-char/lstm.json")
+    assert set(metrics) == {"val", "test"}
+    assert metrics["test"]["perplexity"] > 1 and metrics["test"]["bpc"] == metrics["test"]["bits_per_token"]
+    text = (workspace / "samples/names-char/lstm/samples.txt").read_text()
+    assert len([block for block in text.split("\n\n") if block.strip()]) == 3
+    info = read_json(workspace / "models/names-char/lstm/mlflow_run.json")
+    run = MlflowClient().get_run(info["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test_perplexity"] == pytest.approx(metrics["test"]["perplexity"])
+    logged = {a.path for a in MlflowClient().list_artifacts(info["run_id"], "samples")}
+    assert "samples/samples.txt" in logged
+
+
+def test_bidirectional_model_is_scored_per_direction_and_sampled_forward(workspace):
+    assert _evaluate("bilstm") == 0
+    test = read_json(workspace / "metrics/names-char/bilstm.json")["test"]
+    assert {"forward_perplexity", "backward_perplexity"} <= set(test)
+    assert (workspace / "samples/names-char/bilstm/samples.txt").read_text().strip()
+
+
+def test_baseline_and_report_compare_every_variant_and_register_a_champion(workspace):
+    import mlflow
+
+    for variant in VARIANTS:
+        assert _evaluate(variant) == 0
+    assert baseline_stage.main(["--name", "names-char", "--data", "data/tokens/names-char",
+                                "--metrics", "metrics/names-char/ngram.json"]) == 0
+    ngram = read_json(workspace / "metrics/names-char/ngram.json")
+    assert ngram["order"] == 3 and ngram["test"]["perplexity"] > 1
+    assert report_stage.main([]) == 0
+    summary = (workspace / "reports/summary.md").read_text()
+    for row in (*VARIANTS, "ngram", "kneser-ney 3-gram"):
+        assert row in summary
+    import pandas as pd
+
+    table = pd.read_csv(workspace / "reports/summary.csv")
+    assert set(table["variant"]) == {*VARIANTS, "ngram"}
+    assert table.loc[table["variant"] == "bilstm", "test_perplexity_backward"].notna().all()
+    for png in ("perplexity.png", "val_curves.png", "grad_norms.png"):
+        assert (workspace / "reports" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias("seqlab-names-char", "champion")
+    uni = table[(table["direction"] == "uni") & (table["variant"] != "ngram")]
+    best = uni.loc[uni["val_perplexity"].idxmin(), "variant"]
+    assert champion.run_id == read_json(workspace / f"models/names-char/{best}/mlflow_run.json")["run_id"]
+    model = mlflow.pytorch.load_model("models:/seqlab-names-char@champion")
+    for shape in ((1, 5), (3, 17)):  # loads and runs on any batch size and length
+        logits, _ = model(torch.randint(3, 10, shape))
+        assert logits.shape[:2] == shape
+    # A second report with nothing better keeps the same champion version.
+    assert report_stage.main([]) == 0
+    assert client.get_model_version_by_alias("seqlab-names-char", "champion").version == champion.version
+
+
+def test_sample_command_primes_warns_and_is_reproducible(workspace, capsys):
+    argv = ["sample", "--model", "models/names-char/lstm", "--prime", "the Q", "--n", "2", "--seed", "5",
+            "--max-length", "25"]
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "sampled as <unk>: 'Q'" in err
+    blocks = [b for b in out.split("\n\n") if b.strip()]
+    assert len(blocks) == 2 and all(b.startswith("the ") for b in blocks)
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out == out  # same seed, same samples
+    assert cli.main([*argv[:-4], "--out", "s.txt", "--seed", "5", "--max-length", "25"]) == 0
+    assert (workspace / "s.txt").read_text().strip() == out.strip()
+
+
+def test_sample_refuses_a_bidirectional_model_unless_asked_for_its_forward_direction(workspace, capsys):
+    assert cli.main(["sample", "--model", "models/names-char/bilstm", "--n", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "bidirectional" in err and "--forward-direction" in err and err.count("\n") == 1
+    assert cli.main(["sample", "--model", "models/names-char/bilstm", "--n", "1", "--forward-direction"]) == 0
+
+
+def test_sample_without_a_model_is_one_line(workspace, capsys):
+    assert cli.main(["sample", "--model", "models/names-char/nope"]) == 2
+    assert "no trained model here" in capsys.readouterr().err
+
+
+def test_a_model_folder_samples_on_its_own_elsewhere(workspace, tmp_path, capsys):
+    import shutil
+
+    moved = tmp_path / "elsewhere" / "lstm"
+    shutil.copytree(workspace / "models/names-char/lstm", moved)  # no data/ next to it
+    assert cli.main(["sample", "--model", str(moved), "--n", "2", "--seed", "1", "--max-length", "10"]) == 0
+    assert len([b for b in capsys.readouterr().out.split("\n\n") if b.strip()]) == 2

@@ -1,0 +1,138 @@
+"""Tracking: the MLflow tracker against a real sqlite store (buffering, statuses, models) and the run tags."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.tracking import NullTracker, Tracker, default_tracking_uri, run_tags
+from pipeline.tracking.factory import open_tracker
+from pipeline.tracking.mlflow_tracker import MlflowTracker, TrackingError, artifact_location
+from pipeline.training.outputs import model_code_paths, model_requirements
+from tests import mlflow_store
+from tests.train_helpers import tiny_model
+
+_migrated_db, mlflow_uri = mlflow_store._migrated_db, mlflow_store.mlflow_uri  # fixtures
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def test_default_store_is_an_absolute_sqlite_file(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert default_tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    # dvc exp run --queue runs in a temporary copy but sets DVC_ROOT to the real repository
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "repo"))
+    assert default_tracking_uri() == f"sqlite:///{(tmp_path / 'repo').resolve()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert default_tracking_uri() == "http://127.0.0.1:5000"
+
+
+def test_artifacts_live_beside_the_database_not_in_the_working_directory(tmp_path):
+    location = artifact_location(f"sqlite:///{tmp_path}/mlflow.db", "austen-char")
+    assert location == (tmp_path / "mlartifacts" / "austen-char").as_uri()
+    assert artifact_location("http://127.0.0.1:5000", "x") is None
+
+
+def test_metric_points_are_buffered_and_written_in_batches(mlflow_uri):
+    tracker = MlflowTracker.start("buffering", "lstm", tracking_uri=mlflow_uri, flush_seconds=3600)
+    client = _client(mlflow_uri)
+    for step in range(999):
+        tracker.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+    assert client.get_metric_history(tracker.run_id, "loss") == []  # nothing written yet
+    for step in range(999, 2500):
+        tracker.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+    tracker.finish()
+    history = client.get_metric_history(tracker.run_id, "loss")
+    assert len(history) == 2500 == tracker.points_written
+    assert tracker.batches_written == 3  # 1000 + 1000 when the buffer filled, 500 at finish
+    assert sorted(m.step for m in history) == list(range(2500))
+    assert client.get_run(tracker.run_id).info.status == "FINISHED"
+
+
+def test_a_write_error_on_the_writer_thread_reaches_the_caller_and_closes_the_run(mlflow_uri):
+    tracker = MlflowTracker.start("write-error", "lstm", tracking_uri=mlflow_uri)
+    tracker.log_metrics({"loss": 1.0}, step=1)
+    tracker.log_metrics({"not a valid key!?": 1.0}, step=2)  # MLflow rejects the name when it writes
+    with pytest.raises(TrackingError, match="not a valid key"):
+        tracker.finish()
+    run = _client(mlflow_uri).get_run(tracker.run_id)
+    assert run.info.status == "FAILED" and "metrics not written" in run.data.tags["failure_reason"]
+
+
+def test_failed_run_keeps_its_reason(mlflow_uri):
+    tracker = open_tracker("mlflow", "failing", "gru", tags={"device": "cpu"}, tracking_uri=mlflow_uri)
+    assert isinstance(tracker, Tracker)
+    tracker.finish("FAILED", "training diverged at step 7")
+    run = _client(mlflow_uri).get_run(tracker.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"] == "training diverged at step 7"
+    assert run.data.tags["device"] == "cpu" and run.info.run_name == "gru"
+
+
+def test_resume_reopens_the_same_run(mlflow_uri):
+    first = MlflowTracker.start("resume", "lstm", tracking_uri=mlflow_uri)
+    first.log_metrics({"a": 1.0}, step=1)
+    first.flush()  # killed here: the run stays RUNNING
+    again = open_tracker("mlflow", "resume", "lstm", run_id=first.run_id, tracking_uri=mlflow_uri)
+    again.log_metrics({"a": 2.0}, step=2)
+    again.finish()
+    client = _client(mlflow_uri)
+    assert [m.value for m in client.get_metric_history(first.run_id, "a")] == [1.0, 2.0]
+    assert len(client.search_runs([first.experiment_id])) == 1
+
+
+@pytest.mark.parametrize("direction", ["uni", "bi"])
+def test_logged_model_loads_back_and_runs_on_any_batch_and_length(mlflow_uri, direction):
+    import mlflow.pytorch
+
+    model = tiny_model(13, direction=direction).eval()
+    tracker = MlflowTracker.start("models", direction, tracking_uri=mlflow_uri)
+    tracker.log_model(model, "model", pip_requirements=model_requirements(), code_paths=model_code_paths())
+    tracker.finish()
+    loaded = mlflow.pytorch.load_model(f"runs:/{tracker.run_id}/model")
+    for shape in ((1, 3), (5, 17)):
+        ids = torch.randint(3, 13, shape)
+        logits, _ = loaded(ids)
+        expected, _ = model(ids)
+        first = logits[0] if direction == "bi" else logits
+        assert first.shape == (*shape, 13)
+        assert torch.allclose(first, expected[0] if direction == "bi" else expected)
+    requirements = Path(mlflow.artifacts.download_artifacts(f"runs:/{tracker.run_id}/model/requirements.txt"))
+    assert f"torch=={torch.__version__.split('+')[0]}" in requirements.read_text()
+
+
+def test_null_tracker_counts_what_it_is_given():
+    tracker = NullTracker()
+    tracker.log_metrics({"a": 1.0, "b": 2.0}, step=3)
+    tracker.finish("FAILED", "why")
+    assert tracker.points == 2 and (tracker.status, tracker.reason) == ("FAILED", "why")
+
+
+def test_run_tags_name_commit_dirt_data_device_and_dvc(tmp_path, monkeypatch):
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    (tmp_path / "f.txt").write_text("x")
+    git("add", "f.txt")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c")
+    data = tmp_path / "train.npy"
+    data.write_bytes(b"abc")
+    monkeypatch.setenv("DVC_STAGE", "train@austen-char-lstm")
+    monkeypatch.setenv("DVC_EXP_NAME", "lusty-bass")
+    tags = run_tags(tmp_path, [data], "cpu")
+    assert len(tags["git_commit"]) == 40 and tags["git_dirty"] == "false"
+    assert tags["dvc_stage"] == "train@austen-char-lstm" and tags["dvc_exp_name"] == "lusty-bass"
+    assert tags["device"] == "cpu" and tags["torch_version"] == torch.__version__
+    (tmp_path / "f.txt").write_text("changed")
+    changed = run_tags(tmp_path, [data], "cpu")
+    assert changed["git_dirty"] == "true" and changed["data_hash"] == tags["data_hash"]
+    data.write_bytes(b"abd")
+    assert run_tags(tmp_path, [data], "cpu")["data_hash"] != tags["data_hash"]

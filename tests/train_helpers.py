@@ -1,0 +1,58 @@
+"""Tiny datasets and settings shared by the training tests (sizes chosen so a fit takes well under a second)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import io
+from pipeline.config import ModelConfig, SampleConfig, TrainSettings
+from pipeline.models import build_model
+from pipeline.runtime import set_seed
+from pipeline.vocab import Vocabulary
+
+WORDS = ["the", "little", "hill", "of", "monks", "glen", "boys", "fair", "child", "woman", "dark"]
+
+
+def names(n: int, seed: int = 0) -> list[str]:
+    """Tune-name-like records ("the dark glen of the boys"): learnable structure, variable lengths."""
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 6)))) for _ in range(n)]
+
+
+def char_dataset(n_train: int = 120, n_val: int = 20) -> tuple[Vocabulary, np.ndarray, np.ndarray]:
+    """A character vocabulary and <eos>-closed id arrays for train and val."""
+    train, val = names(n_train, 0), names(n_val, 1)
+    chars = sorted({c for text in train + val for c in text})
+    vocab = Vocabulary.build({c: 1 for c in chars}, meta={"kind": "text", "level": "char"})
+
+    def encode(records: list[str]) -> np.ndarray:
+        return np.concatenate([np.append(vocab.encode(r), 2) for r in records]).astype(np.int64)
+
+    return vocab, encode(train), encode(val)
+
+
+def write_dataset(folder: Path) -> Vocabulary:
+    """``folder/{vocab.json,train.npy,val.npy,test.npy}`` as the tokenize stage writes them."""
+    vocab, train, val = char_dataset()
+    vocab.save(folder / "vocab.json")
+    for split, ids in (("train", train), ("val", val), ("test", val)):
+        io.write_tokens(folder / f"{split}.npy", ids, len(vocab))
+    return vocab
+
+
+def tiny_settings(**overrides) -> TrainSettings:
+    base = TrainSettings(seed=3, device="cpu", threads=1, batch_size=4, bptt=16, epochs=2, lr=0.01,
+                         log_every_steps=5, checkpoint_every_steps=7, layer_norms_every_steps=4,
+                         eval_batch_size=2, eval_bptt=32, tracking="none", progress=False,
+                         sample=SampleConfig(n=2, max_length=20))
+    return dataclasses.replace(base, **overrides)
+
+
+def tiny_model(vocab_size: int, cell: str = "lstm", direction: str = "uni", seed: int = 3, **fields):
+    set_seed(seed)
+    config = dict(cell=cell, embedding_size=8, hidden_size=16, direction=direction)
+    config.update(fields)
+    return build_model(ModelConfig(**config), vocab_size)
