@@ -12,7 +12,7 @@ STAMP := $(VENV)/.seqlab-installed
 # DVC runs each stage's `python -m stages.<name>` through the shell: make sure that is the venv's python.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test test-fast lint ui bench clean browser-deps
+.PHONY: install repro retrain test test-fast lint ui bench clean browser-deps
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,15 @@ install: $(STAMP)
 repro: $(STAMP)
 	$(BIN)/dvc repro
 
+# What .github/workflows/retrain.yml runs: dvc pull, repro, push, then the regression check (`seqlab retrain --help`).
+RETRAIN_ARGS ?=
+retrain: $(STAMP)
+	$(BIN)/seqlab retrain $(RETRAIN_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline stages tests bench
 	$(BIN)/lint-imports
+	$(BIN)/actionlint .github/workflows/*.yml
 
 # tests/test_mlflow_ui.py drives Debian's chromium: installed (as root, with apt) only when missing.
 browser-deps:

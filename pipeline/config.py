@@ -658,6 +658,27 @@ class CurriculumConfig:
             raise ValueError(f"threads must be >= 0 (0: torch's default), got {self.threads}")
 
 
+# --------------------------------------------------------------------------- retrain (issue 7)
+
+@dataclasses.dataclass(frozen=True)
+class RetrainConfig:
+    """The ``retrain`` section: what ``seqlab retrain`` (and .github/workflows/retrain.yml) accepts.
+
+    A retrained model fails the check when its ``metric`` (lower is better) is more than ``max_regression``
+    (a fraction: 0.05 = 5 %) worse than on the ``base`` revision (``dvc metrics diff``) or, with
+    ``compare_champion``, than the registered ``seqlab-<dataset>@champion``.
+    """
+
+    max_regression: float = 0.05
+    metric: str = "val_perplexity"
+    base: str = "HEAD"  # git revision compared against locally; CI passes the base branch (--base)
+    compare_champion: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_regression < 10:
+            raise ValueError(f"max_regression must be a fraction in [0, 10), got {self.max_regression}")
+
+
 # --------------------------------------------------------------------------- params as a whole
 
 #: section name -> how to parse it: a dataclass, or ``dict[str, Dataclass]``.
@@ -668,6 +689,7 @@ SECTIONS: dict[str, Any] = {
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
     "curriculum": CurriculumConfig,
+    "retrain": RetrainConfig,
 }
 
 

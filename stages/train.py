@@ -4,6 +4,9 @@ Reads ``data/tokens/<dataset>/{vocab.json,train.npy,val.npy}``, builds the model
 (one MLflow experiment per dataset, one run per variant) and calls :func:`pipeline.training.fit`.  The
 run id goes to ``<out>/mlflow_run.json`` so the evaluate stage logs into the same run; ``--resume``
 continues from ``<out>/checkpoint.pt`` in that same run.
+
+Started by ``torchrun --nproc_per_node N -m stages.train ...`` it trains the run data-parallel across N
+processes (see :mod:`pipeline.training.distributed`): rank 0 alone opens the MLflow run and writes files.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ def run(params_path: str, name: str, data: str, out: str, resume: bool = False) 
     from pipeline.runtime import resolve_device, set_seed
     from pipeline.tracking import run_tags
     from pipeline.tracking.factory import open_tracker
-    from pipeline.training import fit
+    from pipeline.training import distributed, fit
     from pipeline.vocab import Vocabulary
 
     params = load_params(params_path, required=("train",))
     settings = params.train.settings_for(name)
+    ctx = distributed.init_from_env(settings.device)  # a no-op unless started by torchrun
     cfg = params.train.runs[name]
     data_dir, out_dir = Path(data), Path(out)
     vocab = Vocabulary.load(data_dir / "vocab.json")
@@ -41,17 +45,23 @@ def run(params_path: str, name: str, data: str, out: str, resume: bool = False) 
     tags = run_tags(Path.cwd(), [data_dir / f for f in ("vocab.json", "train.npy", "val.npy")],
                     resolve_device(settings.device),
                     {"seqlab_run": name, "dataset": cfg.dataset, "variant": cfg.variant, "cell": cfg.model.cell})
-    tracker = open_tracker(settings.tracking, cfg.dataset, cfg.variant, run_id=previous.get("run_id"), tags=tags)
-    if not previous.get("run_id"):
+    tracking = settings.tracking if ctx.is_main else "none"  # one MLflow run per job, kept by rank 0
+    tracker = open_tracker(tracking, cfg.dataset, cfg.variant, run_id=previous.get("run_id"), tags=tags)
+    if not previous.get("run_id") and ctx.is_main:
         data_section = {**params.sections.get("tokenize", {}), **params.sections.get("encode_midi", {})}
         tracker.log_params({"run": name, "dataset": cfg.dataset, "variant": cfg.variant, **flatten(
             {"train": to_plain(settings), "model": to_plain(cfg.model), "data": to_plain(data_section.get(cfg.dataset))})})
         tracker.log_artifact(data_dir / "vocab.json")
-    io.write_json(out_dir / RUN_FILE, _run_info(tracker, cfg.dataset, cfg.variant))
-    # The model folder stands alone for sampling (seqlab sample): its vocabulary goes with it, byte for byte.
-    io.write_bytes(out_dir / "vocab.json", (data_dir / "vocab.json").read_bytes())
+    if ctx.is_main:
+        io.write_json(out_dir / RUN_FILE, _run_info(tracker, cfg.dataset, cfg.variant))
+        # The model folder stands alone for sampling (seqlab sample): its vocabulary goes with it, byte for byte.
+        io.write_bytes(out_dir / "vocab.json", (data_dir / "vocab.json").read_bytes())
     result = fit(model, train_ids, val_ids, settings, out_dir, tracker=tracker, resume=resume,
                  render_samples=sample_renderer(vocab), char_level=vocab.meta.get("level") == "char")
+    distributed.barrier()  # every rank leaves once rank 0 has written the outputs
+    distributed.shutdown()
+    if not ctx.is_main:
+        return 0
     m = result.metrics
     print(f"train: {name}: {result.stop_reason} after {m['steps']} steps ({m['epochs']:g} epochs), best val loss "
           f"{m['val_loss']:.4f} (ppl {m['val_perplexity']:.2f}), {m['tokens_per_s']:,.0f} tokens/s, "
@@ -77,7 +87,10 @@ def _run_info(tracker, experiment: str, run_name: str) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--run", required=True, help="a key of train.runs, e.g. austen-char-lstm")
+    # --train-run: the same option under a name torchrun's own parser leaves alone (it rejects --run as an
+    # ambiguous abbreviation of its --run-path, even after the script name).
+    parser.add_argument("--run", "--train-run", dest="run", required=True,
+                        help="a key of train.runs, e.g. austen-char-lstm (spell it --train-run after torchrun)")
     parser.add_argument("--data", required=True, help="the dataset folder, data/tokens/<dataset>")
     parser.add_argument("--out", required=True, help="output folder, models/<dataset>/<variant>")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt, in the same run")

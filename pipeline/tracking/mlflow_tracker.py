@@ -10,6 +10,14 @@
   (:class:`_BatchWriter`): the training thread only appends tuples to a list.  SQLAlchemy's Python work
   holds the GIL, but torch's kernels release it, so the writer runs while the training thread computes.
   :meth:`finish` (and ``flush(wait=True)``) wait for every point to be written and re-raise a write error.
+* Concurrent runs (``dvc queue start -j 2``) share the sqlite file: MLflow opens every sqlite session with
+  ``PRAGMA busy_timeout = 20000``, so writers wait for each other's locks instead of failing, and
+  :func:`_experiment_id` tolerates an experiment created meanwhile.  The one unsafe moment is the first open of
+  a new file (MLflow creates the schema, and two processes migrating at once fail with "duplicate column"):
+  :func:`open_client` holds an exclusive file lock while it does that.
+* A tracking *server* (``http(s)://`` URI) is probed at ``/health`` with a short timeout when a run opens
+  (:func:`check_server`): an unreachable one stops the stage with one line before any training, where
+  MLflow's own client would retry for minutes.  Any HTTP answer (even 401/404) counts as reachable.
 * The model is logged with ``serialization_format="pickle"`` and no input example: the default "pt2" export
   traces the model on an example and freezes its batch size and length.  ``code_paths`` ships seqlab's
   ``pipeline`` package with the model and ``pip_requirements`` are explicit (no environment inference).
@@ -17,10 +25,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import logging
+import os
 import queue
+import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +48,8 @@ from pipeline.errors import UserError
 from pipeline.tracking import RUN_STATUSES, default_tracking_uri
 
 METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
+#: Seconds to wait for a tracking server's /health when a run opens (``SEQLAB_TRACKING_TIMEOUT`` overrides).
+SERVER_PROBE_SECONDS = 5.0
 PARAMS_PER_BATCH = 100
 MAX_VALUE_LENGTH = 6000
 
@@ -61,7 +78,7 @@ class MlflowTracker:
               tags: Mapping[str, str] | None = None, flush_seconds: float = 30.0) -> MlflowTracker:
         """Create a run named ``run_name`` in experiment ``experiment`` (created if missing)."""
         uri = tracking_uri or default_tracking_uri()
-        client = MlflowClient(tracking_uri=uri)
+        client = open_client(uri)
         experiment_id = _experiment_id(client, experiment, uri)
         tags = {"mlflow.runName": run_name, **(tags or {})}
         run = _call(uri, lambda: client.create_run(experiment_id, run_name=run_name, tags=dict(tags)))
@@ -71,7 +88,7 @@ class MlflowTracker:
     def resume(cls, run_id: str, *, tracking_uri: str | None = None, flush_seconds: float = 30.0) -> MlflowTracker:
         """Reopen run ``run_id`` (marked RUNNING again) to append to it."""
         uri = tracking_uri or default_tracking_uri()
-        client = MlflowClient(tracking_uri=uri)
+        client = open_client(uri)
         run = _call(uri, lambda: client.get_run(run_id))
         _call(uri, lambda: client.update_run(run_id, status="RUNNING"))
         return cls(client, uri, run_id, run.info.experiment_id, flush_seconds)
@@ -198,6 +215,50 @@ class _BatchWriter:
         self.queue.task_done()
 
 
+def open_client(uri: str) -> MlflowClient:
+    """A client whose store is ready: a server answered ``/health``, or a sqlite schema exists (created under a
+    lock, so that concurrent first runs do not migrate the same new file twice)."""
+    check_server(uri)
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri)
+    with _store_lock(uri):
+        return _call(uri, lambda: MlflowClient(tracking_uri=uri))  # the constructor creates/migrates the schema
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """An exclusive lock per sqlite file, kept in the temp folder (not beside the database, not in git)."""
+    key = hashlib.sha1(str(Path(uri[len("sqlite:///"):]).resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"seqlab-mlflow-{key}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_server(uri: str, timeout: float | None = None) -> None:
+    """For an ``http(s)://`` tracking URI, raise :class:`TrackingError` (one line) unless ``<uri>/health`` answers.
+
+    Other stores (sqlite, file) are local and need no probe.  The timeout defaults to
+    ``SEQLAB_TRACKING_TIMEOUT`` or :data:`SERVER_PROBE_SECONDS`.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    timeout = timeout or float(os.environ.get("SEQLAB_TRACKING_TIMEOUT", SERVER_PROBE_SECONDS))
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:  # it answered: reachable (auth and routing are MLflow's business)
+        return
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise TrackingError(
+            f"MLflow tracking server {uri} is not reachable ({reason}): start it (mlflow server --host ... "
+            f"--port ...), fix MLFLOW_TRACKING_URI, or unset it to use the local sqlite store "
+            f"(or set train.tracking: none)") from e
+
+
 def artifact_location(uri: str, experiment: str) -> str | None:
     """Where a new experiment keeps its artifacts: ``<folder of the sqlite file>/mlartifacts/<experiment>``.
 
@@ -260,3 +321,19 @@ def register_champion(name: str, run_id: str, val_perplexity: float, *, tracking
                                                        tags={"val_perplexity": f"{val_perplexity:.6g}"}))
     _call(uri, lambda: client.set_registered_model_alias(name, alias, version.version))
     return f"registered version {version.version} as {alias} (val perplexity {val_perplexity:.4g})"
+
+
+def champion_record(name: str, *, tracking_uri: str | None = None, alias: str = "champion") -> tuple[str, float] | None:
+    """``(variant, val_perplexity)`` of registered model ``name@alias`` (the run name is the variant), or None
+    when there is no such model or alias (a first run) or it carries no ``val_perplexity`` tag."""
+    uri = tracking_uri or default_tracking_uri()
+    client = open_client(uri)
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    value = version.tags.get("val_perplexity")
+    if value is None:
+        return None
+    run = _call(uri, lambda: client.get_run(version.run_id))
+    return run.info.run_name, float(value)

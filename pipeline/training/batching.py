@@ -5,6 +5,11 @@ walks them in windows of ``bptt`` tokens; the loop carries the model state from 
 (detached: truncated backprop through time).  ``records`` mode (short records such as names): the split is
 split on ``<eos>`` and every epoch shuffles the records with a generator seeded by ``(seed, epoch)``, so
 the order of any epoch can be rebuilt on resume without saving it; each batch starts from a zero state.
+
+With ``world_size`` > 1 (DDP, see :mod:`.distributed`) ``batch_size`` stays the global batch and rank ``rank``
+takes its share of every batch: rows ``[rank*b, (rank+1)*b)`` of the streams (``b = batch_size / world_size``),
+or every ``world_size``-th record of the shuffled global batch; a last records batch too small to give every
+rank a record is dropped, so that every rank takes the same number of steps.
 """
 
 from __future__ import annotations
@@ -26,16 +31,19 @@ class TrainBatches:
     """The batches of one training split; :meth:`epoch` yields them from any position."""
 
     def __init__(self, ids: np.ndarray, mode: str, batch_size: int, bptt: int, seed: int = 0,
-                 pin_memory: bool = False) -> None:
+                 pin_memory: bool = False, rank: int = 0, world_size: int = 1) -> None:
         if mode not in ("stream", "records"):
             raise ValueError(f"batching mode {mode!r} is not valid (choose stream or records)")
         self.mode, self.batch_size, self.bptt, self.seed = mode, batch_size, bptt, seed
-        self.pin_memory = pin_memory
+        self.pin_memory, self.rank, self.world_size = pin_memory, rank, world_size
         if mode == "stream":
             if len(ids) < batch_size * 2:
                 raise DataTooSmallError(
                     f"the training split has {len(ids)} tokens, too few for batch_size {batch_size} (lower train.batch_size)")
             self.streams = to_streams(ids, batch_size, pad_tail=False)
+            if world_size > 1:  # this rank's rows of the global batch
+                rows = slice(rank * batch_size // world_size, (rank + 1) * batch_size // world_size)
+                self.streams = type(self.streams)(*(t[rows].contiguous() for t in self.streams))
             # For a GPU: every window laid out contiguously in page-locked memory once, so that each step's copy
             # is a true asynchronous DMA (non_blocking).  A window of the (B, L) streams is a strided view, and
             # copying a strided or pageable tensor makes the host wait for the GPU at every step.
@@ -54,6 +62,8 @@ class TrainBatches:
     def __len__(self) -> int:
         if self.mode == "stream":
             return num_windows(self.streams, self.bptt)
+        if self.world_size > 1 and len(self.records) % self.batch_size < self.world_size:
+            return len(self.records) // self.batch_size  # a last batch without a record for every rank is dropped
         return math.ceil(len(self.records) / self.batch_size)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
@@ -63,7 +73,7 @@ class TrainBatches:
             return
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.records))
         for index in range(start, len(self)):
-            chosen = order[index * self.batch_size : (index + 1) * self.batch_size]
+            chosen = order[index * self.batch_size : (index + 1) * self.batch_size][self.rank :: self.world_size]
             batch = record_batch([self.records[i] for i in chosen], self.bptt)
             yield batch.pin_memory() if self.pin_memory else batch
 

@@ -15,6 +15,9 @@ each logging interval and checkpoint, so a checkpoint never holds non-finite wei
 ``resume=True`` continues from ``checkpoint.pt`` exactly: weights, optimizer, schedule, RNG states, data
 position and carried state are restored, so on a CPU an interrupted-then-resumed run ends with the same
 weights and metrics as an uninterrupted one.
+
+Under ``torchrun`` (several processes, see :mod:`.distributed`) each rank trains on its share of every batch
+through a DDP wrapper (``self.train_model``) that averages gradients; only rank 0 writes files and tracks.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pipeline.evaluation.loss import batch_loss, directions, evaluate_split
 from pipeline.runtime import resolve_device
 from pipeline.tracking import NullTracker, Tracker
 from pipeline.training import checkpoints as ckpt
+from pipeline.training import distributed
 from pipeline.training.batching import DataTooSmallError, TrainBatches
 from pipeline.training.devices import autocast, autocast_dtype, choose_threads, step_timer
 from pipeline.training.meter import StepMeter
@@ -96,13 +100,17 @@ class Trainer:
     def __init__(self, model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, s: TrainSettings,
                  out_dir: Path, tracker: Tracker, render_samples: SampleRenderer | None, char_level: bool) -> None:
         self.s, self.out_dir = s, out_dir
-        self.device = torch.device(resolve_device(s.device))
+        self.dist = distributed.context()  # rank 0 of 1 unless started by torchrun
+        self.device = torch.device(distributed.device_for(self.dist, resolve_device(s.device)))
         self.model = model.to(self.device).train()
         if len(val_ids) < 2:
             raise DataTooSmallError("the validation split is empty: give the dataset a val share (split.val > 0)")
         self.val_ids = val_ids
+        distributed.local_batch_size(s.batch_size, self.dist)  # the global batch must split evenly
         self.batches = TrainBatches(train_ids, s.batching, s.batch_size, s.bptt, s.seed,
-                                    pin_memory=self.device.type == "cuda")
+                                    pin_memory=self.device.type == "cuda", rank=self.dist.rank,
+                                    world_size=self.dist.world_size)
+        self.train_model = distributed.wrap(self.model, self.dist, self.device)  # the model itself on one process
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self.model, s)
         epochs_steps = s.epochs * len(self.batches)
@@ -126,7 +134,9 @@ class Trainer:
         self.loop.run_id = self.reporter.tracker.run_id
         if rng:  # last, so that nothing above draws from the restored generators
             ckpt.restore_rng(rng)
-        self.progress = Progress(self.total_steps, self.loop.step, progress_enabled(self.s.progress),
+        distributed.seed_per_rank(self.s.seed, self.loop.step, self.dist)
+        self.progress = Progress(self.total_steps, self.loop.step,
+                                 progress_enabled(self.s.progress) and self.dist.is_main,
                                  description=self.out_dir.name)
         try:
             stop = self._epochs()
@@ -169,7 +179,7 @@ class Trainer:
         """One optimizer step; returns the detached state to carry (None for records)."""
         batch = batch.to(self.device, non_blocking=True)
         with autocast(self.device, self.amp):
-            loss = batch_loss(self.model, batch, state)
+            loss = batch_loss(self.train_model, batch, state)
         self.optimizer.zero_grad(set_to_none=True)
         loss.objective.backward()
         step = self.loop.step + 1
@@ -226,8 +236,9 @@ class Trainer:
         improved = val_loss < self.loop.best_val_loss
         if improved:
             self.loop.best_val_loss, self.loop.best_step, self.loop.bad_validations = val_loss, self.loop.step, 0
-            ckpt.save_best_model(output_path(self.out_dir, "model"), self.model, step=self.loop.step,
-                                 epoch=self.epoch_progress, val_loss=val_loss)
+            if self.dist.is_main:
+                ckpt.save_best_model(output_path(self.out_dir, "model"), self.model, step=self.loop.step,
+                                     epoch=self.epoch_progress, val_loss=val_loss)
         else:
             self.loop.bad_validations += 1
         self.loop.last_val_step = self.loop.step
@@ -237,6 +248,11 @@ class Trainer:
 
     def _save_checkpoint(self, state) -> None:
         self._log_interval()  # drains and checks the meter; a resumed run starts a fresh interval here too
+        if not self.dist.is_main:
+            self.reporter.start_timer()
+            return
+        if self.dist.enabled:
+            state = None  # rank 0 holds only its own streams' state: a resumed DDP run restarts the state
         training = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,

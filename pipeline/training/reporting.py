@@ -113,6 +113,8 @@ class Reporter:
         from pipeline.training.loop import FitResult
 
         self.t.progress.close()
+        if not self.t.dist.is_main:  # DDP: rank 0 writes and tracks the result (see pipeline.training.distributed)
+            return FitResult(self.final_metrics(stop), stop, self.t.out_dir, None)
         best = output_path(self.t.out_dir, "model")
         if best.exists():  # the run's result is the best model by validation loss, not the last step
             self.t.model.load_state_dict(load_checkpoint(best, map_location=self.t.device)["model_state"])
