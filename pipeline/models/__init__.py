@@ -1,6 +1,8 @@
 """Recurrent sequence models: a registry of cells, causal and bidirectional LMs, checkpoints and sampling.
 
 ``build_model(cfg, vocab_size)`` is the entry point; ``MODEL_REGISTRY`` names the valid ``cell`` values.
+``build_task_model(kind, cfg, vocab_size, num_outputs)`` builds a tagger, classifier or conditioned LM over
+the same cells (``TASK_MODELS`` names the kinds; see :mod:`.tasks`).
 Importing this package imports torch and nothing heavier.  :mod:`.checkpoint` and :mod:`.sampling` are
 imported from their modules (``from pipeline.models.sampling import sample``).
 """
@@ -14,14 +16,20 @@ from pipeline.models.language_model import (
     ensure_causal,
 )
 from pipeline.models.registry import MODEL_REGISTRY, build_model, count_parameters
+from pipeline.models.tasks import TASK_MODELS, ConditionedLM, SequenceClassifier, SequenceTagger, build_task_model
 
 __all__ = [
     "MODEL_REGISTRY",
+    "TASK_MODELS",
     "BiLogits",
     "BidirectionalLM",
+    "ConditionedLM",
     "NonCausalModelError",
+    "SequenceClassifier",
     "SequenceModel",
+    "SequenceTagger",
     "build_model",
+    "build_task_model",
     "count_parameters",
     "detach_state",
     "ensure_causal",

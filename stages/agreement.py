@@ -1,0 +1,44 @@
+"""DVC stage ``agreement`` (issue 6): long-range dependencies, accuracy against distance for rnn, gru, lstm.
+
+Synthetic data only (params ``curriculum.agreement``): "the cat(s) <d fillers and attractor nouns> -> was/were".
+Writes ``accuracy.{csv,png}``, ``metrics.json`` and ``examples.txt`` to ``--out``; one MLflow run per
+(cell, distance) in experiment ``agreement``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stages._common import run_main
+
+
+def run(params_path: str, out: str) -> int:
+    from pipeline.config import load_params
+    from pipeline.tasks.agreement import run_agreement, write_agreement
+    from pipeline.tasks.outputs import TaskRuns, prepare
+
+    params = load_params(params_path, required=("curriculum",))
+    cur = params.curriculum
+    device = prepare(cur.device, cur.threads)
+    with TaskRuns(cur.tracking, "agreement", device=device) as runs:
+        result = run_agreement(cur.agreement, runs, device)
+        runs.log_artifacts(write_agreement(Path(out), result))
+    for cell, m in result.metrics.items():
+        print(f"agreement: {cell}: longest distance learnt {m['longest_learnt']}, mean accuracy "
+              f"{m['accuracy_mean']:.1%} ({m['train_seconds']:.0f} s)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.agreement", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", required=True, help="output folder, curriculum/agreement")
+    args = parser.parse_args(argv)
+    return run_main(lambda: run(args.params, args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

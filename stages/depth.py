@@ -1,0 +1,54 @@
+"""DVC stage ``depth`` (issue 6): deep RNNs, the same LM with 1, 2, 3 layers and the same number of steps.
+
+Reads ``data/tokens/<dataset>/{vocab.json,train.npy,val.npy}`` (params ``curriculum.depth`` and the shared
+``train.*`` settings); trains each depth with :func:`pipeline.training.fit` into ``--out/runs/layers_<n>/``
+(one MLflow run each, experiment ``depth-<dataset>``) and writes ``curves.csv``, ``depth.png`` and
+``metrics.json`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stages._common import run_main
+
+
+def run(params_path: str, data: str, out: str) -> int:
+    from pipeline.config import load_params
+    from pipeline.io import read_tokens
+    from pipeline.runtime import resolve_device
+    from pipeline.tasks.depth import depth_settings, run_depth, write_depth
+    from pipeline.tasks.outputs import TaskRuns
+    from pipeline.vocab import Vocabulary
+
+    params = load_params(params_path, required=("curriculum", "train"))
+    cfg = params.curriculum.depth
+    settings = depth_settings(params.train, cfg)
+    data_dir = Path(data)
+    vocab = Vocabulary.load(data_dir / "vocab.json")
+    splits = {s: read_tokens(data_dir / f"{s}.npy").astype("int64") for s in ("train", "val")}
+    runs = TaskRuns(settings.tracking, f"depth-{cfg.dataset}", device=resolve_device(settings.device),
+                    data_files=[data_dir / f for f in ("vocab.json", "train.npy", "val.npy")])
+    result = run_depth(cfg, settings, len(vocab), splits["train"], splits["val"], Path(out) / "runs", runs.open,
+                       char_level=vocab.meta.get("level") == "char")  # fit() finishes each run itself
+    write_depth(Path(out), result)
+    for name, m in result.metrics.items():
+        print(f"depth: {name}: val loss {m['val_loss']:.4f} after {m['steps']} steps, {m['parameters']:,} parameters, "
+              f"{m['train_seconds']:.1f} s")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.depth", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", required=True, help="data/tokens/<dataset>")
+    parser.add_argument("--out", required=True, help="output folder, curriculum/depth")
+    args = parser.parse_args(argv)
+    return run_main(lambda: run(args.params, args.data, args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

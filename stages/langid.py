@@ -1,0 +1,47 @@
+"""DVC stage ``langid`` (issue 6): many-to-one, which language is this line in?
+
+Reads ``<raw>/<lang>.txt`` for every language of ``curriculum.langid`` (the ``languages`` corpus of the
+download stage); writes ``history.csv``, ``confusion.png`` and ``metrics.json`` to ``--out``; one MLflow run
+in experiment ``langid``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stages._common import run_main
+
+
+def run(params_path: str, raw: str, out: str) -> int:
+    from pipeline.config import load_params
+    from pipeline.tasks.languages import run_langid, write_langid
+    from pipeline.tasks.outputs import TaskRuns, prepare
+
+    params = load_params(params_path, required=("curriculum",))
+    cur, cfg = params.curriculum, params.curriculum.langid
+    device = prepare(cur.device, cur.threads)
+    files = [Path(raw) / f"{lang}.txt" for lang in cfg.languages]
+    with TaskRuns(cur.tracking, "langid", data_files=[f for f in files if f.exists()], device=device) as runs:
+        result = run_langid(cfg, Path(raw), runs, device)
+        runs.log_artifacts(write_langid(Path(out), result, cfg.languages))
+    m = result.metrics
+    worst = min(m["test_accuracy_per_language"].items(), key=lambda item: item[1])
+    print(f"langid: test accuracy {m['test_accuracy']:.1%} over {len(cfg.languages)} languages (hardest: "
+          f"{worst[0]} {worst[1]:.1%}), label perplexity {m['test_label_perplexity']:.3f}, {m['train_seconds']:.0f} s")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.langid", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--raw", required=True, help="data/raw/<corpus> holding one <lang>.txt per language")
+    parser.add_argument("--out", required=True, help="output folder, curriculum/langid")
+    args = parser.parse_args(argv)
+    return run_main(lambda: run(args.params, args.raw, args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

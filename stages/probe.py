@@ -1,0 +1,54 @@
+"""DVC stage ``probe`` (issue 6): vanishing and exploding gradients, measured on real sequences.
+
+Reads the trained variants ``models/<dataset>/<variant>/model.pt`` (params ``curriculum.probe``), a split of
+``data/tokens/<dataset>/`` and the ``grad_norms.csv`` of a clipped and an unclipped training run; writes to
+``--out``: ``gradient_distance.{csv,png}`` (gradient norm against distance, trained and fresh),
+``grad_norm_clipping.{csv,png}`` (gradient-norm distributions with and without clipping) and ``metrics.json``,
+all logged to one MLflow run (experiment ``probe``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stages._common import run_main
+
+
+def run(params_path: str, data: str, models: str, out: str) -> int:
+    from pipeline.config import load_params
+    from pipeline.io import read_tokens
+    from pipeline.tasks.outputs import TaskRuns, numbers, prepare
+    from pipeline.tasks.probe import clip_threshold, clipping_series, run_gradient_probe, summary, write_probe
+
+    params = load_params(params_path, required=("curriculum", "train"))
+    cur, cfg = params.curriculum, params.curriculum.probe
+    prepare("cpu", cur.threads)  # a few backward passes: no device worth moving to
+    split = Path(data) / f"{cfg.split}.npy"
+    with TaskRuns(cur.tracking, "probe", data_files=[split]) as runs:
+        tracker = runs.open(cfg.dataset, {"probe": cfg})
+        probe = run_gradient_probe(cfg, read_tokens(split), Path(models))
+        clipping = clipping_series(Path(models), cfg.clipped, cfg.unclipped)
+        files = write_probe(Path(out), probe, clipping, clip_threshold(params.train, cfg.dataset, cfg.clipped))
+        tracker.log_metrics(numbers(summary(probe, clipping)), step=0)
+        runs.log_artifacts(files)
+    for name, m in probe.metrics.items():
+        print(f"probe: {name}: gradient norm {m['grad_norm_d0']:.3g} at distance 0, {m['grad_norm_far']:.3g} at "
+              f"{cfg.window - 1} ({m['log10_decay_per_step']:+.3f} decades per step)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.probe", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", required=True, help="data/tokens/<dataset>")
+    parser.add_argument("--models", required=True, help="models/<dataset> (holds every probed variant)")
+    parser.add_argument("--out", required=True, help="output folder, curriculum/probe")
+    args = parser.parse_args(argv)
+    return run_main(lambda: run(args.params, args.data, args.models, args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""DVC stage ``styles`` (issue 6): one-to-many, music generation conditioned on a style id.
+
+Reads the MIDI token datasets ``<tokens>/<name>/{vocab.json,train.npy,val.npy}`` named by
+``curriculum.styles.datasets`` (style id = position in that list); writes ``history.csv``, ``metrics.json``,
+``styles.png`` (a sample per style) and ``samples/`` (MIDI + piano roll per sample) to ``--out``; one MLflow
+run in experiment ``styles``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stages._common import run_main
+
+
+def run(params_path: str, tokens: str, out: str) -> int:
+    from pipeline import io
+    from pipeline.config import load_params
+    from pipeline.tasks.outputs import TaskRuns, prepare
+    from pipeline.tasks.styles import render_samples, run_styles, write_styles
+    from pipeline.vocab import Vocabulary
+
+    params = load_params(params_path, required=("curriculum",))
+    cur, cfg = params.curriculum, params.curriculum.styles
+    device = prepare(cur.device, cur.threads)
+    folders = {name: Path(tokens) / name for name in cfg.datasets}
+    datasets = {name: (Vocabulary.load(folder / "vocab.json"),
+                       {s: io.read_tokens(folder / f"{s}.npy") for s in ("train", "val")})
+                for name, folder in folders.items()}
+    data_files = [folder / f for folder in folders.values() for f in ("vocab.json", "train.npy", "val.npy")]
+    with TaskRuns(cur.tracking, "styles", data_files=data_files, device=device) as runs:
+        result = run_styles(cfg, datasets, runs, device)
+        with io.atomic_dir(Path(out) / "samples") as tmp:
+            samples = render_samples(result, tmp)
+        runs.log_artifacts(write_styles(Path(out), result))
+        runs.log_artifacts([Path(out) / "samples" / p.name for p in samples], "samples")
+    m = result.metrics
+    print(f"styles: val loss {m['loss']:.3f} with the right style, {m['loss_wrong_style']:.3f} with a wrong one; "
+          + ", ".join(f"{n} samples {m[f'sample_polyphony_{n}']:.2f} notes per onset" for n in cfg.datasets))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.styles", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--tokens", required=True, help="data/tokens (holds every dataset of curriculum.styles)")
+    parser.add_argument("--out", required=True, help="output folder, curriculum/styles")
+    args = parser.parse_args(argv)
+    return run_main(lambda: run(args.params, args.tokens, args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

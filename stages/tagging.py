@@ -1,0 +1,50 @@
+"""DVC stage ``tagging`` (issue 6): many-to-many with Tx = Ty, restoring removed spaces, uni vs bi.
+
+Reads a character dataset ``data/tokens/<dataset>/{vocab.json,train.npy,val.npy,test.npy}`` (params
+``curriculum.tagging``); writes ``history.csv``, ``tagging.png``, ``metrics.json`` (test F1 and tag perplexity
+per direction) and ``examples.txt`` to ``--out``; one MLflow run per direction in experiment ``tagging``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stages._common import run_main
+
+
+def run(params_path: str, data: str, out: str) -> int:
+    from pipeline.config import load_params
+    from pipeline.io import read_tokens
+    from pipeline.tasks.outputs import TaskRuns, prepare
+    from pipeline.tasks.spaces import run_tagging, write_tagging
+    from pipeline.vocab import Vocabulary
+
+    params = load_params(params_path, required=("curriculum",))
+    cur = params.curriculum
+    device = prepare(cur.device, cur.threads)
+    data_dir = Path(data)
+    vocab = Vocabulary.load(data_dir / "vocab.json")
+    files = {split: data_dir / f"{split}.npy" for split in ("train", "val", "test")}
+    with TaskRuns(cur.tracking, "tagging", data_files=[data_dir / "vocab.json", *files.values()], device=device) as runs:
+        result = run_tagging(cur.tagging, vocab, {s: read_tokens(p) for s, p in files.items()}, runs, device)
+        runs.log_artifacts(write_tagging(Path(out), result))
+    for direction, m in result.metrics.items():
+        print(f"tagging: {direction}: test F1 {m['test_f1']:.3f}, tag perplexity {m['test_tag_perplexity']:.3f} "
+              f"({m['parameters']:,} parameters, {m['train_seconds']:.0f} s)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.tagging", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", required=True, help="data/tokens/<dataset> (character level)")
+    parser.add_argument("--out", required=True, help="output folder, curriculum/tagging")
+    args = parser.parse_args(argv)
+    return run_main(lambda: run(args.params, args.data, args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

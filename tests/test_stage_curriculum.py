@@ -1,0 +1,212 @@
+"""The issue-6 stages end to end on tiny data: probe, agreement, tagging, langid, styles, depth.
+
+Real torch training (a few dozen steps), real files, a real MLflow sqlite store for the stages whose tracking
+is checked; the others run with ``tracking: none`` to stay fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline import io
+from pipeline.config import TrainSettings, load_params
+from pipeline.training import fit
+from pipeline.vocab import EOS_ID, Vocabulary
+from stages import agreement, depth, langid, probe, styles, tagging
+from tests import mlflow_store
+from tests.conftest import REPO_ROOT
+from tests.test_task_data import CHORD_META
+from tests.train_helpers import char_dataset, tiny_model, tiny_settings, write_dataset
+
+_migrated_db, mlflow_uri = mlflow_store._migrated_db, mlflow_store.mlflow_uri  # fixtures
+
+TRAIN = """
+train:
+  device: cpu
+  threads: 1
+  batch_size: 4
+  bptt: 16
+  epochs: 1
+  log_every_steps: 5
+  eval_batch_size: 2
+  progress: false
+  tracking: none
+  sample: {n: 0}
+  runs:
+    names-char-rnn:
+      dataset: names-char
+      variant: rnn
+      model: {cell: rnn, embedding_size: 8, hidden_size: 16}
+      overrides: {clip_threshold: 0.5}
+"""
+
+TINY = {"steps": 30, "batch_size": 8, "lr": 0.01, "eval_every_steps": 15, "log_every_steps": 5}
+CURRICULUM = {
+    "device": "cpu", "threads": 1, "tracking": "none",
+    "probe": {"dataset": "names-char", "variants": ["rnn", "lstm"], "window": 12, "windows": 6,
+              "clipped": "rnn", "unclipped": "rnn-noclip"},
+    "agreement": {"cells": ["rnn", "lstm"], "hidden_size": 8, "distances": [2, 4], "eval_examples": 50,
+                  "train": TINY},
+    "tagging": {"dataset": "names-char", "model": {"cell": "gru", "embedding_size": 8, "hidden_size": 8},
+                "window": 8, "train": TINY},
+    "langid": {"corpus": "langs", "languages": ["xx", "yy"], "min_chars": 5, "lines": {"train": 20, "val": 5, "test": 5},
+               "model": {"cell": "lstm", "embedding_size": 8, "hidden_size": 8}, "train": TINY},
+    "styles": {"datasets": ["hymns", "jigs"], "model": {"cell": "lstm", "embedding_size": 8, "hidden_size": 8},
+               "chunk": 6, "samples": {"n": 2, "max_length": 10}, "train": TINY},
+    "depth": {"dataset": "names-char", "model": {"cell": "gru", "embedding_size": 8, "hidden_size": 8},
+              "layers": [1, 2], "overrides": {"max_steps": 4, "val_every_steps": 2}},
+}
+
+
+def _params(path, **changes) -> None:
+    curriculum = {**CURRICULUM, **changes}
+    path.write_text(TRAIN + yaml.safe_dump({"curriculum": curriculum}, sort_keys=False))
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _params(tmp_path / "params.yaml")
+    write_dataset(tmp_path / "data/tokens/names-char")
+    return tmp_path
+
+
+def _train_variants(root) -> None:
+    """models/names-char/{rnn,rnn-noclip,lstm}: model.pt and grad_norms.csv from real (tiny) fits."""
+    vocab, train, val = char_dataset()
+    for variant, cell, clip in (("rnn", "rnn", "norm"), ("rnn-noclip", "rnn", "none"), ("lstm", "lstm", "norm")):
+        fit(tiny_model(len(vocab), cell), train, val, tiny_settings(clip=clip, epochs=1, sample=tiny_settings().sample),
+            root / "models/names-char" / variant)
+
+
+def test_probe_measures_every_variant_and_tracks_one_run(workspace, mlflow_uri, capsys):
+    from mlflow import MlflowClient
+
+    _train_variants(workspace)
+    _params(workspace / "params.yaml", tracking="mlflow")
+    argv = ["--data", "data/tokens/names-char", "--models", "models/names-char", "--out", "curriculum/probe"]
+    assert probe.main(argv) == 0
+    out = workspace / "curriculum/probe"
+    rows = (out / "gradient_distance.csv").read_text().splitlines()
+    assert rows[0] == "distance,cell,variant,state,grad_norm" and len(rows) == 1 + 12 * 2 * 2
+    metrics = io.read_json(out / "metrics.json")
+    assert set(metrics["gradient"]) == {"rnn_fresh", "rnn_trained", "lstm_fresh", "lstm_trained"}
+    assert {"rnn before clipping", "rnn after clipping", "rnn-noclip before clipping"} <= set(metrics["clipping"])
+    assert (out / "gradient_distance.png").stat().st_size > 5000 and (out / "grad_norm_clipping.png").exists()
+    client = MlflowClient(mlflow_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("probe").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["task"] == "probe"
+    assert "gradient.rnn_trained.grad_norm_d0" in run.data.metrics
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"gradient_distance.png", "metrics.json"}
+    assert "probe: rnn_trained: gradient norm" in capsys.readouterr().out
+
+
+def test_probe_without_a_trained_model_is_one_clear_line(workspace, capsys):
+    argv = ["--data", "data/tokens/names-char", "--models", "models/names-char", "--out", "curriculum/probe"]
+    assert probe.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rnn/model.pt: trained model not found; run its train stage first" in err
+
+
+def test_agreement_trains_one_tracked_run_per_cell_and_distance(workspace, mlflow_uri):
+    from mlflow import MlflowClient
+
+    _params(workspace / "params.yaml", tracking="mlflow")
+    assert agreement.main(["--out", "curriculum/agreement"]) == 0
+    out = workspace / "curriculum/agreement"
+    rows = (out / "accuracy.csv").read_text().splitlines()
+    assert rows[0].startswith("cell,distance,accuracy") and len(rows) == 1 + 4
+    metrics = io.read_json(out / "metrics.json")
+    assert set(metrics) == {"rnn", "lstm"} and 0.0 <= metrics["lstm"]["accuracy_d002"] <= 1.0
+    assert " -> were" in (out / "examples.txt").read_text()
+    client = MlflowClient(mlflow_uri)
+    runs = client.search_runs([client.get_experiment_by_name("agreement").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["lstm-d002", "lstm-d004", "rnn-d002", "rnn-d004"]
+    assert all(r.info.status == "FINISHED" and "test_accuracy" in r.data.metrics for r in runs)
+    history = client.get_metric_history(runs[0].info.run_id, "grad_norm")
+    assert sorted(p.step for p in history) == list(range(1, 31))
+
+
+def test_tagging_compares_both_directions(workspace):
+    assert tagging.main(["--data", "data/tokens/names-char", "--out", "curriculum/tagging"]) == 0
+    out = workspace / "curriculum/tagging"
+    metrics = io.read_json(out / "metrics.json")
+    assert set(metrics) == {"uni", "bi"}
+    for m in metrics.values():
+        assert 0.0 <= m["test_f1"] <= 1.0 and 1.0 <= m["test_tag_perplexity"] <= 2.5 and m["steps"] == 30
+    assert metrics["bi"]["parameters"] > metrics["uni"]["parameters"]
+    text = (out / "examples.txt").read_text()
+    assert text.startswith("input:\n") and "\ntruth:\n" in text and "\nbi:\n" in text
+    assert (out / "tagging.png").exists() and (out / "history.csv").read_text().startswith("direction,step")
+
+
+def test_langid_learns_two_easy_languages(workspace):
+    raw = workspace / "data/raw/langs"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for lang, letters in (("xx", "abc "), ("yy", "xyz ")):
+        lines = ["".join(rng.choice(list(letters), size=12)) + f" {i}" for i in range(40)]
+        (raw / f"{lang}.txt").write_text("\n".join(lines), encoding="utf-8")
+    assert langid.main(["--raw", "data/raw/langs", "--out", "curriculum/langid"]) == 0
+    metrics = io.read_json(workspace / "curriculum/langid/metrics.json")
+    assert metrics["test_accuracy"] >= 0.9  # disjoint alphabets
+    assert set(metrics["test_accuracy_per_language"]) == {"xx", "yy"}
+    assert (workspace / "curriculum/langid/confusion.png").exists()
+
+
+def test_langid_names_a_missing_language_file(workspace, capsys):
+    (workspace / "data/raw/langs").mkdir(parents=True)
+    assert langid.main(["--raw", "data/raw/langs", "--out", "o"]) == 2
+    assert "xx.txt: language file not found" in capsys.readouterr().err
+
+
+def _midi_dataset(folder, tokens: list[str], pieces: list[list[str]]) -> None:
+    vocab = Vocabulary(["<pad>", "<unk>", "<eos>", *tokens], {**CHORD_META, "dataset": folder.name})
+    vocab.save(folder / "vocab.json")
+    ids = np.concatenate([np.append(vocab.encode(p), EOS_ID) for p in pieces])
+    for split in ("train", "val"):
+        io.write_tokens(folder / f"{split}.npy", ids, len(vocab))
+
+
+@pytest.mark.slow  # writes MIDI with music21
+def test_styles_trains_one_conditioned_model_and_samples_each_style(workspace):
+    tokens = workspace / "data/tokens"
+    _midi_dataset(tokens / "hymns", ["c0.4.7_4", "c2.5.9_4", "r_4"], [["c0.4.7_4", "c2.5.9_4"] * 6] * 4)
+    _midi_dataset(tokens / "jigs", ["60_2", "62_2", "64_2"], [["60_2", "62_2", "64_2"] * 4] * 4)
+    assert styles.main(["--tokens", "data/tokens", "--out", "curriculum/styles"]) == 0
+    out = workspace / "curriculum/styles"
+    metrics = io.read_json(out / "metrics.json")
+    assert metrics["data_polyphony_hymns"] == 3.0 and metrics["data_polyphony_jigs"] == 1.0
+    assert {"loss", "loss_wrong_style", "condition_gain", "sample_polyphony_hymns"} <= set(metrics)
+    files = sorted(p.name for p in (out / "samples").iterdir())
+    assert files == ["hymns_00.mid", "hymns_00.png", "hymns_01.mid", "hymns_01.png",
+                     "jigs_00.mid", "jigs_00.png", "jigs_01.mid", "jigs_01.png"]
+    assert (out / "styles.png").stat().st_size > 5000
+
+
+def test_depth_trains_each_depth_with_the_same_steps(workspace):
+    assert depth.main(["--data", "data/tokens/names-char", "--out", "curriculum/depth"]) == 0
+    out = workspace / "curriculum/depth"
+    metrics = io.read_json(out / "metrics.json")
+    assert set(metrics) == {"layers_1", "layers_2"}
+    assert metrics["layers_1"]["steps"] == metrics["layers_2"]["steps"] == 4
+    assert metrics["layers_2"]["parameters"] > metrics["layers_1"]["parameters"]
+    assert (out / "runs/layers_2/model.pt").exists() and (out / "depth.png").exists()
+    assert (out / "curves.csv").read_text().startswith("layers,step,seconds,train_loss,val_loss")
+
+
+def test_the_depth_stage_lists_every_shared_train_setting():
+    """`dvc exp run -S train.<key>=...` changes the depth runs too: every shared key must be a param of the stage."""
+    listed = set(yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]["depth"]["params"])
+    assert {f"train.{f.name}" for f in dataclasses.fields(TrainSettings)} | {"curriculum.depth"} == listed
+
+
+def test_the_repository_params_describe_every_task():
+    cur = load_params(REPO_ROOT / "params.yaml").curriculum
+    assert cur.probe.unclipped in {r.variant for r in load_params(REPO_ROOT / "params.yaml").train.runs.values()}
+    assert cur.styles.datasets[1] in load_params(REPO_ROOT / "params.yaml").encode_midi
+    assert cur.depth.overrides["max_steps"] and len(set(cur.depth.layers)) == 3
