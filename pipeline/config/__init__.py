@@ -1,0 +1,199 @@
+"""Typed, strict params: one frozen dataclass per ``params.yaml`` section.
+
+A stage calls :func:`load_params` once and passes the sections it needs down
+explicitly; nothing else in ``pipeline/`` reads ``params.yaml``.  Parsing is
+strict: an unknown key, a missing key or a value of the wrong type raises
+:class:`ConfigError` with one line that names the key path and lists what is
+valid, e.g. ``params.yaml: corpora.austen.source: unknown key 'fiels'
+(valid: type, package, files)``.
+
+Sections are registered in :data:`SECTIONS`; their dataclasses live in one module
+per area (``data``, ``training``, ``evaluation``, ``curriculum``), the generic
+parser in ``_schema``, and everything is re-exported here: ``from pipeline.config
+import TrainSettings``.  ``pipeline.config`` imports nothing else from ``pipeline``
+but ``pipeline.errors``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.config._schema import ConfigError, _parse_value, parse_dataclass
+from pipeline.config.curriculum import (
+    AgreementConfig,
+    CurriculumConfig,
+    DepthConfig,
+    LangIdConfig,
+    ProbeConfig,
+    StylesConfig,
+    TaggingConfig,
+    TaskTraining,
+)
+from pipeline.config.data import (
+    CorpusConfig,
+    EncodeMidiConfig,
+    Music21Source,
+    PackageSource,
+    PathSource,
+    Source,
+    SplitConfig,
+    TokenizeConfig,
+    UrlFile,
+    UrlSource,
+)
+from pipeline.config.evaluation import EvaluateConfig, NgramConfig, RetrainConfig
+from pipeline.config.training import ModelConfig, SampleConfig, TrainConfig, TrainRunConfig, TrainSettings
+
+__all__ = [
+    "AgreementConfig",
+    "ConfigError",
+    "CorpusConfig",
+    "CurriculumConfig",
+    "DepthConfig",
+    "EncodeMidiConfig",
+    "EvaluateConfig",
+    "LangIdConfig",
+    "ModelConfig",
+    "Music21Source",
+    "NgramConfig",
+    "PackageSource",
+    "Params",
+    "PathSource",
+    "ProbeConfig",
+    "RetrainConfig",
+    "SECTIONS",
+    "SampleConfig",
+    "Source",
+    "SplitConfig",
+    "StylesConfig",
+    "TaggingConfig",
+    "TaskTraining",
+    "TokenizeConfig",
+    "TrainConfig",
+    "TrainRunConfig",
+    "TrainSettings",
+    "UrlFile",
+    "UrlSource",
+    "flatten",
+    "load_params",
+    "parse_dataclass",
+    "parse_params",
+    "register_section",
+    "to_plain",
+]
+
+# --------------------------------------------------------------------------- params as a whole
+
+#: section name -> how to parse it: a dataclass, or ``dict[str, Dataclass]``.
+SECTIONS: dict[str, Any] = {
+    "corpora": dict[str, CorpusConfig],
+    "tokenize": dict[str, TokenizeConfig],
+    "encode_midi": dict[str, EncodeMidiConfig],
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "curriculum": CurriculumConfig,
+    "retrain": RetrainConfig,
+}
+
+
+def register_section(name: str, tp: Any) -> None:
+    """Let a subpackage declare its own params section (parsed like the built-in ones)."""
+    SECTIONS[name] = tp
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """Parsed params: ``params.section("corpora")`` or attribute access ``params.corpora``."""
+
+    path: str
+    sections: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.sections[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def load_params(path: str | Path = "params.yaml", required: tuple[str, ...] = ()) -> Params:
+    """Read and validate a params file; ``required`` sections must be present."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: params file not found (pass --params PATH)") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from e
+    return parse_params(raw, str(path), required)
+
+
+def parse_params(raw: Any, where: str, required: tuple[str, ...] = ()) -> Params:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections at the top level")
+    valid = ", ".join(SECTIONS)
+    sections: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in SECTIONS:
+            raise ConfigError(f"{where}: unknown section {name!r} (valid: {valid})")
+        sections[name] = _parse_value(SECTIONS[name], value, f"{where}: {name}")
+    for name in required:
+        if name not in sections:
+            raise ConfigError(f"{where}: missing section {name!r} (valid: {valid})")
+    _check_references(sections, where)
+    return Params(where, sections)
+
+
+def _check_references(sections: dict[str, Any], where: str) -> None:
+    corpora = sections.get("corpora", {})
+    for name, enc in sections.get("encode_midi", {}).items():  # issue 3
+        corpus = corpora.get(enc.corpus)
+        if corpus is None:
+            raise ConfigError(
+                f"{where}: encode_midi.{name}.corpus: unknown corpus {enc.corpus!r} (valid: {', '.join(corpora)})"
+            )
+        if corpus.kind != "midi":
+            raise ConfigError(f"{where}: encode_midi.{name}.corpus: {enc.corpus!r} is a {corpus.kind} corpus, not midi")
+        if not corpus.enabled:
+            raise ConfigError(
+                f"{where}: encode_midi.{name}.corpus: corpus {enc.corpus!r} is disabled "
+                f"(set corpora.{enc.corpus}.enabled: true)"
+            )
+    for name, tok in sections.get("tokenize", {}).items():
+        corpus = corpora.get(tok.corpus)
+        if corpus is None:
+            raise ConfigError(
+                f"{where}: tokenize.{name}.corpus: unknown corpus {tok.corpus!r} (valid: {', '.join(corpora)})"
+            )
+        if corpus.kind != "text":
+            raise ConfigError(f"{where}: tokenize.{name}.corpus: {tok.corpus!r} is a {corpus.kind} corpus, not text")
+        if not corpus.enabled:
+            raise ConfigError(
+                f"{where}: tokenize.{name}.corpus: corpus {tok.corpus!r} is disabled (set corpora.{tok.corpus}.enabled: true)"
+            )
+
+
+def to_plain(obj: Any) -> Any:
+    """Parsed config -> plain JSON-able Python (dataclasses become dicts, tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten parsed config into ``{"a.b.c": value}`` (for MLflow params)."""
+    if dataclasses.is_dataclass(obj):
+        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}

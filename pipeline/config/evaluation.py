@@ -1,0 +1,64 @@
+"""Sections ``evaluate`` (scoring, samples, baselines, champion) and ``retrain`` (CI regression gate)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pipeline.config.training import SampleConfig
+
+# --------------------------------------------------------------------------- sections: evaluate (issue 5)
+
+
+@dataclasses.dataclass(frozen=True)
+class NgramConfig:
+    """A count-based baseline for one dataset: interpolated Kneser-Ney of order ``order``."""
+
+    order: int = 5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.order <= 10:
+            raise ValueError(f"order must be in 1..10, got {self.order}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """The ``evaluate`` section: scoring trained variants, their samples, baselines and the champion.
+
+    ``batch_size: 1`` scores each split as ONE stream with the state carried from its first token to its
+    last (no truncation artefacts: every token sees all the context before it); a larger value cuts the
+    split into that many streams, which is faster but restarts the context at each cut.
+    """
+
+    device: str = "auto"
+    batch_size: int = 1
+    bptt: int = 256
+    seed: int = 1337
+    samples: SampleConfig = SampleConfig(n=8, max_length=400, temperature=0.8)
+    baselines: dict[str, NgramConfig] = dataclasses.field(default_factory=dict)
+    register_champion: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.bptt < 1:
+            raise ValueError("batch_size and bptt must be >= 1")
+
+
+
+# --------------------------------------------------------------------------- retrain (issue 7)
+
+@dataclasses.dataclass(frozen=True)
+class RetrainConfig:
+    """The ``retrain`` section: what ``seqlab retrain`` (and .github/workflows/retrain.yml) accepts.
+
+    A retrained model fails the check when its ``metric`` (lower is better) is more than ``max_regression``
+    (a fraction: 0.05 = 5 %) worse than on the ``base`` revision (``dvc metrics diff``) or, with
+    ``compare_champion``, than the registered ``seqlab-<dataset>@champion``.
+    """
+
+    max_regression: float = 0.05
+    metric: str = "val_perplexity"
+    base: str = "HEAD"  # git revision compared against locally; CI passes the base branch (--base)
+    compare_champion: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_regression < 10:
+            raise ValueError(f"max_regression must be a fraction in [0, 10), got {self.max_regression}")
