@@ -102,3 +102,16 @@ def test_vocabulary_load_errors(tmp_path):
         Vocabulary.load(tmp_path / "v.json")
     with pytest.raises(VocabularyError, match="starts with"):
         Vocabulary(["a", "b", "c"])
+
+
+def test_a_run_or_baseline_naming_an_unknown_dataset_is_refused():
+    import copy
+
+    raw = copy.deepcopy(GOOD)
+    raw["train"] = {"runs": {"r": {"dataset": "book-chr", "variant": "lstm", "model": {"cell": "lstm"}}}}
+    with pytest.raises(ConfigError, match=r"train.runs.r.dataset: unknown dataset 'book-chr' \(valid: book-char\)"):
+        parse_params(raw, "params.yaml")
+    raw = copy.deepcopy(GOOD)
+    raw["evaluate"] = {"baselines": {"nope": {"order": 3}}}
+    with pytest.raises(ConfigError, match=r"evaluate.baselines.nope: unknown dataset 'nope'"):
+        parse_params(raw, "params.yaml")

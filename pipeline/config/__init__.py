@@ -148,32 +148,26 @@ def parse_params(raw: Any, where: str, required: tuple[str, ...] = ()) -> Params
 
 
 def _check_references(sections: dict[str, Any], where: str) -> None:
+    """Names that point across sections must exist: datasets' corpora (of the right kind, enabled), runs' datasets."""
     corpora = sections.get("corpora", {})
-    for name, enc in sections.get("encode_midi", {}).items():  # issue 3
-        corpus = corpora.get(enc.corpus)
-        if corpus is None:
-            raise ConfigError(
-                f"{where}: encode_midi.{name}.corpus: unknown corpus {enc.corpus!r} (valid: {', '.join(corpora)})"
-            )
-        if corpus.kind != "midi":
-            raise ConfigError(f"{where}: encode_midi.{name}.corpus: {enc.corpus!r} is a {corpus.kind} corpus, not midi")
-        if not corpus.enabled:
-            raise ConfigError(
-                f"{where}: encode_midi.{name}.corpus: corpus {enc.corpus!r} is disabled "
-                f"(set corpora.{enc.corpus}.enabled: true)"
-            )
-    for name, tok in sections.get("tokenize", {}).items():
-        corpus = corpora.get(tok.corpus)
-        if corpus is None:
-            raise ConfigError(
-                f"{where}: tokenize.{name}.corpus: unknown corpus {tok.corpus!r} (valid: {', '.join(corpora)})"
-            )
-        if corpus.kind != "text":
-            raise ConfigError(f"{where}: tokenize.{name}.corpus: {tok.corpus!r} is a {corpus.kind} corpus, not text")
-        if not corpus.enabled:
-            raise ConfigError(
-                f"{where}: tokenize.{name}.corpus: corpus {tok.corpus!r} is disabled (set corpora.{tok.corpus}.enabled: true)"
-            )
+    for section, kind in (("tokenize", "text"), ("encode_midi", "midi")):
+        for name, dataset in sections.get(section, {}).items():
+            key, corpus = f"{section}.{name}.corpus", corpora.get(dataset.corpus)
+            if corpus is None:
+                raise ConfigError(f"{where}: {key}: unknown corpus {dataset.corpus!r} (valid: {', '.join(corpora)})")
+            if corpus.kind != kind:
+                raise ConfigError(f"{where}: {key}: {dataset.corpus!r} is a {corpus.kind} corpus, not {kind}")
+            if not corpus.enabled:
+                raise ConfigError(f"{where}: {key}: corpus {dataset.corpus!r} is disabled "
+                                  f"(set corpora.{dataset.corpus}.enabled: true)")
+    datasets = [*sections.get("tokenize", {}), *sections.get("encode_midi", {})]
+    if not datasets:
+        return  # a params file without data sections (tests, benchmarks) names its datasets elsewhere
+    references = [(f"train.runs.{run}.dataset", cfg.dataset) for run, cfg in getattr(sections.get("train"), "runs", {}).items()]
+    references += [(f"evaluate.baselines.{name}", name) for name in getattr(sections.get("evaluate"), "baselines", {})]
+    for key, dataset in references:
+        if dataset not in datasets:
+            raise ConfigError(f"{where}: {key}: unknown dataset {dataset!r} (valid: {', '.join(datasets)})")
 
 
 def to_plain(obj: Any) -> Any:
