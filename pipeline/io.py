@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
@@ -98,5 +100,18 @@ def write_tokens(path: str | Path, ids: np.ndarray, vocab_size: int) -> None:
         np.save(f, ids.astype(smallest_uint_dtype(max(vocab_size - 1, 0)), copy=False))
 
 
+class TokenFileError(UserError):
+    """A token array that is missing or unreadable; the message names the file and the stage that writes it."""
+
+
 def read_tokens(path: str | Path) -> np.ndarray:
-    return np.load(path, allow_pickle=False)
+    """A 1-D token-id array as int64 (what embeddings and losses index with), whatever dtype it was stored in."""
+    try:
+        ids = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise TokenFileError(f"{path}: token file not found; run the tokenize/encode_midi stage first (dvc repro)") from None
+    except (ValueError, OSError) as e:
+        raise TokenFileError(f"{path}: not a readable .npy token array ({e}); rerun the stage that writes it") from None
+    if ids.ndim != 1 or ids.dtype.kind not in "iu":
+        raise TokenFileError(f"{path}: expected a 1-D integer array, got {ids.dtype} of shape {ids.shape}")
+    return ids.astype(np.int64, copy=False)

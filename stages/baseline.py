@@ -30,7 +30,7 @@ def run(params_path: str, name: str, data: str, metrics: str) -> int:
     order = params.evaluate.baselines[name].order
     data_dir = Path(data)
     vocab = Vocabulary.load(data_dir / "vocab.json")
-    splits = {s: io.read_tokens(data_dir / f"{s}.npy").astype("int64") for s in ("train", "val", "test")}
+    splits = {s: io.read_tokens(data_dir / f"{s}.npy") for s in ("train", "val", "test")}
     start = time.perf_counter()
     lm = KneserNeyLM(order, len(vocab)).fit(splits["train"])
     figures: dict = {"order": order, "ngrams": len(lm.counts[order]), "fit_seconds": round(time.perf_counter() - start, 3)}

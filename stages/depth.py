@@ -29,7 +29,7 @@ def run(params_path: str, data: str, out: str) -> int:
     settings = depth_settings(params.train, cfg)
     data_dir = Path(data)
     vocab = Vocabulary.load(data_dir / "vocab.json")
-    splits = {s: read_tokens(data_dir / f"{s}.npy").astype("int64") for s in ("train", "val")}
+    splits = {s: read_tokens(data_dir / f"{s}.npy") for s in ("train", "val")}
     runs = TaskRuns(settings.tracking, f"depth-{cfg.dataset}", device=resolve_device(settings.device),
                     data_files=[data_dir / f for f in ("vocab.json", "train.npy", "val.npy")])
     result = run_depth(cfg, settings, len(vocab), splits["train"], splits["val"], Path(out) / "runs", runs.open,

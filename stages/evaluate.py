@@ -31,7 +31,7 @@ def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, sa
     vocab = Vocabulary.load(data_dir / "vocab.json")
     device = resolve_device(cfg.device)
     model = model_from_checkpoint(load_checkpoint(model_dir / "model.pt", map_location=device), device)
-    splits = {split: io.read_tokens(data_dir / f"{split}.npy").astype("int64") for split in ("val", "test")}
+    splits = {split: io.read_tokens(data_dir / f"{split}.npy") for split in ("val", "test")}
     figures = score_splits(model, splits, cfg, mode=settings.batching, char_level=vocab.meta.get("level") == "char",
                            device=device)
     set_seed(cfg.seed)
@@ -55,8 +55,7 @@ def _log_to_run(open_tracker, kind: str, model_dir: Path, figures: dict, samples
     tracker = open_tracker(kind, info["experiment"], info["run_name"], run_id=info["run_id"],
                            tracking_uri=info.get("tracking_uri"))
     step = int(io.read_json(model_dir / "metrics.json").get("steps", 0))
-    tracker.log_metrics({f"{split}_{k}": v for split, values in figures.items() if split == "test"
-                         for k, v in values.items()}, step=step)
+    tracker.log_metrics({f"test_{k}": v for k, v in figures.get("test", {}).items()}, step=step)
     for name in files:
         tracker.log_artifact(samples / name, "samples")
     tracker.finish("FINISHED")

@@ -38,7 +38,7 @@ def run(params_path: str, name: str, data: str, out: str, resume: bool = False) 
     cfg = params.train.runs[name]
     data_dir, out_dir = Path(data), Path(out)
     vocab = Vocabulary.load(data_dir / "vocab.json")
-    train_ids, val_ids = (_read_split(data_dir, split) for split in ("train", "val"))
+    train_ids, val_ids = (io.read_tokens(data_dir / f"{split}.npy") for split in ("train", "val"))
     set_seed(settings.seed)
     model = build_model(cfg.model, len(vocab))
     previous = io.read_json(out_dir / RUN_FILE) if resume and (out_dir / RUN_FILE).exists() else {}
@@ -67,16 +67,6 @@ def run(params_path: str, name: str, data: str, out: str, resume: bool = False) 
           f"{m['val_loss']:.4f} (ppl {m['val_perplexity']:.2f}), {m['tokens_per_s']:,.0f} tokens/s, "
           f"{m['train_seconds']:.0f} s")
     return 0
-
-
-def _read_split(data_dir: Path, split: str):
-    from pipeline.errors import UserError
-    from pipeline.io import read_tokens
-
-    path = data_dir / f"{split}.npy"
-    if not path.exists():
-        raise UserError(f"{path}: token file not found; run the tokenize/encode_midi stage first (dvc repro)")
-    return read_tokens(path).astype("int64")
 
 
 def _run_info(tracker, experiment: str, run_name: str) -> dict:

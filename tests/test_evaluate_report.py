@@ -197,3 +197,24 @@ def test_a_model_folder_samples_on_its_own_elsewhere(workspace, tmp_path, capsys
     shutil.copytree(workspace / "models/names-char/lstm", moved)  # no data/ next to it
     assert cli.main(["sample", "--model", str(moved), "--n", "2", "--seed", "1", "--max-length", "10"]) == 0
     assert len([b for b in capsys.readouterr().out.split("\n\n") if b.strip()]) == 2
+
+
+def test_report_without_evaluations_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(PARAMS)
+    assert report_stage.main([]) == 2
+    err = capsys.readouterr().err
+    assert "report: missing models/names-char/lstm/metrics.json" in err and "dvc repro" in err and err.count("\n") == 1
+    assert not (tmp_path / "reports").exists()
+
+
+def test_missing_or_corrupt_token_file_is_one_line(tmp_path):
+    from pipeline.io import TokenFileError, read_tokens
+
+    with pytest.raises(TokenFileError, match=r"val.npy: token file not found; run the tokenize"):
+        read_tokens(tmp_path / "val.npy")
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(TokenFileError, match="not a readable .npy token array"):
+        read_tokens(tmp_path / "bad.npy")
+    np.save(tmp_path / "u8.npy", np.array([3, 2], dtype=np.uint8))
+    assert read_tokens(tmp_path / "u8.npy").dtype == np.int64

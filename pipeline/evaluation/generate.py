@@ -26,19 +26,14 @@ class Prime:
     unknown: list[str]  # prime tokens that are not in the vocabulary (sampled as <unk>)
 
 
-def default_vocab_path(model_dir: Path) -> Path:
-    """``models/<dataset>/<variant>`` -> ``data/tokens/<dataset>/vocab.json`` (relative to the repo root)."""
-    model_dir = Path(model_dir).resolve()
-    return model_dir.parent.parent.parent / "data" / "tokens" / model_dir.parent.name / "vocab.json"
-
-
 def load_variant(model_dir: Path, vocab_path: Path | None, device: str) -> tuple[torch.nn.Module, Vocabulary]:
     model_dir = Path(model_dir)
     if not (model_dir / "model.pt").exists():
         raise UserError(f"{model_dir / 'model.pt'}: no trained model here; pass --model models/<dataset>/<variant>")
     payload = load_checkpoint(model_dir / "model.pt", map_location=device)
-    if vocab_path is None:  # the train stage copies the dataset's vocabulary beside the model
-        vocab_path = model_dir / "vocab.json" if (model_dir / "vocab.json").exists() else default_vocab_path(model_dir)
+    vocab_path = vocab_path or model_dir / "vocab.json"  # the train stage copies it beside the model
+    if not vocab_path.exists():
+        raise UserError(f"{vocab_path}: no vocabulary for this model; pass the dataset's with --vocab PATH")
     vocab = Vocabulary.load(vocab_path)
     model = model_from_checkpoint(payload, device)
     if model.vocab_size != len(vocab):

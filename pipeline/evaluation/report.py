@@ -17,6 +17,12 @@ import pandas as pd
 
 from pipeline import io
 from pipeline.config import NgramConfig, TrainRunConfig
+from pipeline.errors import UserError
+
+
+class ReportError(UserError):
+    """The report cannot be made from what is on disk; the message names the missing files."""
+
 
 COLUMNS = [
     "dataset", "variant", "cell", "depth", "direction", "parameters", "val_perplexity", "test_perplexity",
@@ -66,6 +72,14 @@ def baseline_row(dataset: str, cfg: NgramConfig, metrics: Path) -> dict[str, Any
 
 def collect(runs: dict[str, TrainRunConfig], baselines: dict[str, NgramConfig], models: Path,
             metrics: Path) -> pd.DataFrame:
+    """One row per run and per baseline; every input must exist (a report of empty rows would look like data)."""
+    expected = [Path(models) / r.dataset / r.variant / "metrics.json" for r in runs.values()]
+    expected += [Path(metrics) / r.dataset / f"{r.variant}.json" for r in runs.values()]
+    expected += [Path(metrics) / ds / f"{BASELINE_VARIANT}.json" for ds in baselines]
+    missing = [str(p) for p in expected if not p.exists()]
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ReportError(f"report: missing {shown}; run the train, evaluate and baseline stages first (dvc repro)")
     rows = [model_row(run, Path(models), Path(metrics)) for run in runs.values()]
     rows += [r for ds, cfg in baselines.items() if (r := baseline_row(ds, cfg, Path(metrics))) is not None]
     table = pd.DataFrame(rows, columns=COLUMNS)
