@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.mlflow_store import _migrated_db, mlflow_uri  # noqa: F401 - fixtures for every test module
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -16,7 +16,6 @@ import pytest
 def _migrated_db(tmp_path_factory) -> Path:
     from mlflow import MlflowClient
 
-    # One file per session even though each test module that imports this fixture registers its own copy.
     path = tmp_path_factory.getbasetemp() / "mlflow-template.db"
     if not path.exists():
         partial = path.with_suffix(".partial")

@@ -16,10 +16,7 @@ from stages import cli
 from stages import evaluate as evaluate_stage
 from stages import report as report_stage
 from stages import train as train_stage
-from tests import mlflow_store
 from tests.train_helpers import tiny_model, write_dataset
-
-_migrated_db, mlflow_uri = mlflow_store._migrated_db, mlflow_store.mlflow_uri  # fixtures
 
 PARAMS = """
 train:

@@ -17,12 +17,9 @@ from pipeline.config import TrainSettings, load_params
 from pipeline.training import fit
 from pipeline.vocab import EOS_ID, Vocabulary
 from stages import agreement, depth, langid, probe, styles, tagging
-from tests import mlflow_store
 from tests.conftest import REPO_ROOT
 from tests.test_task_data import CHORD_META
 from tests.train_helpers import char_dataset, tiny_model, tiny_settings, write_dataset
-
-_migrated_db, mlflow_uri = mlflow_store._migrated_db, mlflow_store.mlflow_uri  # fixtures
 
 TRAIN = """
 train:

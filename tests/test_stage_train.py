@@ -10,11 +10,8 @@ import yaml
 from pipeline.config import TrainSettings, load_params
 from pipeline.io import read_json
 from stages import train as stage
-from tests import mlflow_store
 from tests.conftest import REPO_ROOT
 from tests.train_helpers import write_dataset
-
-_migrated_db, mlflow_uri = mlflow_store._migrated_db, mlflow_store.mlflow_uri  # fixtures
 
 PARAMS = """
 train:

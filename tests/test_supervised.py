@@ -17,9 +17,6 @@ from pipeline.tasks.batches import RandomBatches, pad_rows
 from pipeline.tracking import NullTracker
 from pipeline.training import TrainingDivergedError
 from pipeline.training.supervised import train_supervised
-from tests import mlflow_store
-
-_migrated_db, mlflow_uri = mlflow_store._migrated_db, mlflow_store.mlflow_uri  # fixtures
 
 SETTINGS = TaskTraining(steps=40, batch_size=16, lr=0.01, eval_every_steps=20, log_every_steps=10, seed=0)
 

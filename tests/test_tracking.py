@@ -12,10 +12,7 @@ from pipeline.tracking import NullTracker, Tracker, default_tracking_uri, run_ta
 from pipeline.tracking.factory import open_tracker
 from pipeline.tracking.mlflow_tracker import MlflowTracker, TrackingError, artifact_location
 from pipeline.training.outputs import model_code_paths, model_requirements
-from tests import mlflow_store
 from tests.train_helpers import tiny_model
-
-_migrated_db, mlflow_uri = mlflow_store._migrated_db, mlflow_store.mlflow_uri  # fixtures
 
 
 def _client(uri: str):

@@ -13,12 +13,9 @@ import pytest
 
 from pipeline.io import read_json
 from stages import train as stage
-from tests import mlflow_store
 from tests.conftest import REPO_ROOT
 from tests.mlflow_ui import free_port, mlflow_server
 from tests.train_helpers import write_dataset
-
-_migrated_db = mlflow_store._migrated_db  # fixture
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,7 @@ from pipeline.models.checkpoint import load_checkpoint
 from pipeline.tracking import NullTracker
 from pipeline.tracking.mlflow_tracker import MlflowTracker
 from pipeline.training import TrainingDivergedError, fit, output_path
-from tests import mlflow_store
 from tests.train_helpers import char_dataset, tiny_model, tiny_settings
-
-_migrated_db, mlflow_uri = mlflow_store._migrated_db, mlflow_store.mlflow_uri  # fixtures
 
 VOCAB, TRAIN, VAL = char_dataset()
 
