@@ -82,7 +82,6 @@ __all__ = [
     "load_params",
     "parse_dataclass",
     "parse_params",
-    "register_section",
     "to_plain",
 ]
 
@@ -100,14 +99,9 @@ SECTIONS: dict[str, Any] = {
 }
 
 
-def register_section(name: str, tp: Any) -> None:
-    """Let a subpackage declare its own params section (parsed like the built-in ones)."""
-    SECTIONS[name] = tp
-
-
 @dataclasses.dataclass(frozen=True)
 class Params:
-    """Parsed params: ``params.section("corpora")`` or attribute access ``params.corpora``."""
+    """Parsed params: ``params.corpora`` (attribute access) or ``params.sections["corpora"]``; absent sections raise."""
 
     path: str
     sections: dict[str, Any]
