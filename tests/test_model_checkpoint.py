@@ -43,7 +43,9 @@ def test_payload_holds_plain_values():
     assert payload["format_version"] == FORMAT_VERSION
     assert payload["vocab_size"] == 13 and type(payload["vocab_size"]) is int
     assert payload["model_config"]["cell"] == "gru" and payload["model_config"]["direction"] == "bi"
-    assert all(isinstance(v, (str, int, float, bool)) for v in payload["model_config"].values())
+    values = payload["model_config"].values()
+    assert all(isinstance(v, (str, int, float, bool)) or (isinstance(v, list) and all(isinstance(i, int) for i in v))
+               for v in values)  # plain values only (cutoffs is a list of ints)
     assert any(key.startswith("backward_rnn.") for key in payload["model_state"])
 
 

@@ -44,7 +44,8 @@ def _parse_value(tp: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return parse_dataclass(tp, value, where)
     if origin in (list, tuple):
-        if not isinstance(value, list):
+        # A tuple too: checkpoints store ModelConfig via dataclasses.asdict, which keeps tuple fields (cutoffs).
+        if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
         inner = args[0] if args else Any
         return tuple(_parse_value(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
@@ -81,6 +82,8 @@ def _parse_union(args: tuple[Any, ...], value: Any, where: str) -> Any:
         return None
     options = [a for a in args if a is not type(None)]
     classes = [a for a in options if dataclasses.is_dataclass(a)]
+    if len(classes) == 1 and len(options) == 1:  # an optional section: X | None
+        return parse_dataclass(classes[0], value, where)
     if classes and len(classes) == len(options) and isinstance(value, dict):
         # Tagged union of dataclasses: the ``type`` field picks the class.
         tags = {typing.get_args(typing.get_type_hints(c)["type"])[0]: c for c in classes}

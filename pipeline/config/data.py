@@ -122,7 +122,7 @@ class TokenizeConfig:
     lowercase: bool = False
     min_freq: int = 1
     max_size: int | None = None  # includes the three specials
-    record: Literal["line", "paragraph", "regex"] = "line"
+    record: Literal["line", "paragraph", "regex", "verbatim_line"] = "line"  # verbatim_line keeps blank lines
     record_pattern: str | None = None  # record: regex -> each match's first group (multiline) is a record
     dedupe: bool = False  # keep only the first occurrence of a repeated record (name lists)
     word_split: Literal["whitespace", "punctuation"] = "punctuation"

@@ -21,12 +21,27 @@ class NgramConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class WindowsConfig:
+    """nanoGPT's evaluation protocol: ``count`` random windows of ``length`` tokens, state reset per window."""
+
+    length: int = 64
+    count: int = 2400
+
+    def __post_init__(self) -> None:
+        if self.length < 1 or self.count < 1:
+            raise ValueError("length and count must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
     """The ``evaluate`` section: scoring trained variants, their samples, baselines and the champion.
 
     ``batch_size: 1`` scores each split as ONE stream with the state carried from its first token to its
     last (no truncation artefacts: every token sees all the context before it); a larger value cuts the
     split into that many streams, which is faster but restarts the context at each cut.
+    ``windows`` (off by default) adds ``window_loss``/``window_perplexity`` per split: the mean over random
+    windows with the state reset per window (:func:`pipeline.evaluation.loss.evaluate_windows`), the
+    protocol nanoGPT reports, for a fair side-by-side with models measured that way.
     """
 
     device: str = "auto"
@@ -35,6 +50,7 @@ class EvaluateConfig:
     seed: int = 1337
     samples: SampleConfig = SampleConfig(n=8, max_length=400, temperature=0.8)
     baselines: dict[str, NgramConfig] = dataclasses.field(default_factory=dict)
+    windows: WindowsConfig | None = None
     register_champion: bool = True
 
     def __post_init__(self) -> None:

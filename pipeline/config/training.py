@@ -15,6 +15,11 @@ from pipeline.config._schema import ConfigError, _parse_value
 class ModelConfig:
     """A recurrent language model; ``cell`` is a key of ``pipeline.models`` registry.
 
+    ``softmax: adaptive`` replaces the output layer with an adaptive softmax (Grave et al. 2017,
+    ``torch.nn.AdaptiveLogSoftmaxWithLoss``): ids are frequency-ranked by the tokenizer, so the ``cutoffs[0]``
+    most frequent ones are scored in a small head and the rare ones in narrower tail clusters; on a 10k word
+    vocabulary that makes the output layer several times cheaper (see BENCHMARKS.md).
+
     ``direction: bi`` builds the ELMo-style bidirectional LM (a forward stack that
     predicts x<t+1> and a separate backward stack that predicts x<t-1>), which is
     not causal: it cannot be sampled from or trained as a plain next-token model.
@@ -28,12 +33,26 @@ class ModelConfig:
     dropout: float = 0.0  # between stacked layers and before the output layer
     direction: Literal["uni", "bi"] = "uni"
     tie_weights: bool = False  # needs embedding_size == hidden_size
+    embedding_dropout: float = 0.0  # on the embedded inputs, as pytorch/examples' word LM does
+    softmax: Literal["full", "adaptive"] = "full"
+    cutoffs: tuple[int, ...] = (2000, 6000)  # adaptive only: word ids below 2000 in the head, then two tails
+    div_value: float = 2.0  # adaptive only: each tail's projection is div_value times narrower than the last
 
     def __post_init__(self) -> None:
         if min(self.embedding_size, self.hidden_size, self.num_layers) < 1:
             raise ValueError("embedding_size, hidden_size and num_layers must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "embedding_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.softmax == "adaptive":
+            if self.tie_weights:
+                raise ValueError("tie_weights needs softmax: full (the adaptive softmax has no V x E matrix to share)")
+            if self.direction == "bi":
+                raise ValueError("softmax: adaptive supports direction: uni only")
+            if not self.cutoffs or list(self.cutoffs) != sorted(set(self.cutoffs)) or self.cutoffs[0] < 1:
+                raise ValueError(f"cutoffs must be increasing positive ids, got {list(self.cutoffs)}")
+            if self.div_value < 1.0:
+                raise ValueError(f"div_value must be >= 1, got {self.div_value}")
         if self.tie_weights and self.embedding_size != self.hidden_size:
             raise ValueError(
                 f"tie_weights needs embedding_size == hidden_size (got {self.embedding_size} and {self.hidden_size})"
@@ -61,6 +80,14 @@ class TrainSettings:
     A run may override any of them in its ``overrides`` mapping.  Step counts (``*_every_steps``) are
     optimizer steps; ``val_every_steps: 0`` validates once per epoch.  ``threads: 0`` times one and two
     threads on the run's own model for a few steps at start (CPU only) and keeps the faster.
+
+    ``time_budget_s`` stops the run after that many seconds of training (validation, checkpoints and samples
+    are not counted), and the ``cosine`` schedule then decays over whichever of the steps and the time runs
+    out first (see :class:`pipeline.training.optim.StepSchedule`).  A budgeted run is only as reproducible as
+    the machine's speed: how many steps fit in the budget varies from run to run, so pin ``max_steps``
+    instead where the exact result matters more than the wall time.
+    ``precision: bf16`` on a CPU pays off where the cores have bf16 dot products (AVX512-BF16, AMX): see
+    BENCHMARKS.md.
     """
 
     seed: int = 1337
@@ -77,6 +104,8 @@ class TrainSettings:
     weight_decay: float = 0.0
     momentum: float = 0.0  # sgd only
     schedule: Literal["none", "plateau", "cosine"] = "none"
+    warmup_steps: int = 0  # linear warm-up from lr/warmup_steps to lr (schedules none and cosine)
+    time_budget_s: float | None = None  # stop after this much training time (validation excluded)
     plateau_factor: float = 0.5
     plateau_patience: int = 0
     min_lr: float = 0.0
@@ -101,6 +130,12 @@ class TrainSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.clip_threshold <= 0:
             raise ValueError(f"lr ({self.lr}) and clip_threshold ({self.clip_threshold}) must be > 0")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.warmup_steps and self.schedule == "plateau":
+            raise ValueError("warmup_steps works with schedule none or cosine, not plateau (set warmup_steps: 0)")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError(f"time_budget_s must be > 0 seconds or null, got {self.time_budget_s}")
         if self.threads < 0 or self.val_every_steps < 0:
             raise ValueError("threads and val_every_steps must be >= 0 (0: automatic / once per epoch)")
 

@@ -2,7 +2,9 @@
 
 A *record* is the unit that ``<eos>`` closes and that splits are made of: a line
 (names, Penn Treebank sentences, verse) or a paragraph (prose: the lines between
-blank lines, joined with a space).  Blank records are dropped.
+blank lines, joined with a space).  Blank records are dropped, except with ``verbatim_line``: every line,
+blank ones too, so that the token stream is the text itself with ``<eos>`` for each newline (how char-rnn
+and nanoGPT read tinyshakespeare).
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ def read_text(path: Path) -> str:
 
 
 def to_records(text: str, record: str, pattern: str | None = None) -> list[str]:
-    """Cut text into non-blank records: ``line``, ``paragraph``, or ``regex`` (first group of each match)."""
+    """Cut text into records: ``line``, ``paragraph``, ``regex`` (first group of each match), or ``verbatim_line``."""
     if record == "regex":
         return [" ".join(m.group(1).split()) for m in re.finditer(pattern, text, re.MULTILINE) if m.group(1).strip()]
     if record == "line":
         return [line for line in text.split("\n") if line.strip()]
+    if record == "verbatim_line":
+        lines = text.split("\n")
+        return lines[:-1] if lines and lines[-1] == "" else lines  # a final newline closes the last line
     if record == "paragraph":
         paragraphs = []
         for block in text.split("\n\n"):
@@ -87,17 +92,27 @@ def load_split_records(
         records = [r for p in corpus_files(raw_dir) for r in to_records(read_text(p), record, pattern)]
         if dedupe:
             records = list(dict.fromkeys(records))
-        out = split_records(records, split)
+        out = split_records(records, split, by_length=record == "verbatim_line")
     if not out["train"]:
         raise TextCorpusError(f"{raw_dir}: no non-blank {record} in the training split; the corpus is empty")
     return out
 
 
-def split_records(records: Sequence[str], split: SplitConfig) -> dict[str, list[str]]:
-    """Assign records to splits: ``contiguous`` (head/tail) or ``random`` (seeded, corpus order kept inside a split)."""
+def split_records(records: Sequence[str], split: SplitConfig, by_length: bool = False) -> dict[str, list[str]]:
+    """Assign records to splits: ``contiguous`` (head/tail) or ``random`` (seeded, corpus order kept inside a split).
+
+    Shares count records, or with ``by_length`` (contiguous only) characters: the cut falls at the end of the line
+    holding the ``1 - val - test`` mark of the text, as nanoGPT cuts tinyshakespeare at 90 % of its characters.
+    """
     n = len(records)
     n_val, n_test = round(n * split.val), round(n * split.test)
     n_train = n - n_val - n_test
+    if by_length and split.method == "contiguous" and n:
+        ends = np.cumsum([len(r) + 1 for r in records])  # + 1: the <eos> (newline) closing each record
+        # round(): 1 - 0.2 - 0.1 is 0.7000000000000001, which would push a mark sitting on a line end one line on.
+        n_train = int(np.searchsorted(ends, round(ends[-1] * (1 - split.val - split.test), 6))) + 1
+        n_val = min(n - n_train, int(np.searchsorted(ends, round(ends[-1] * (1 - split.test), 6))) + 1 - n_train)
+        n_test = n - n_train - n_val
     order = np.arange(n) if split.method == "contiguous" else np.random.default_rng(split.seed).permutation(n)
     parts = {
         "train": np.sort(order[:n_train]),

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from pipeline.config import EvaluateConfig, SampleConfig
-from pipeline.evaluation.loss import evaluate_split
+from pipeline.evaluation.loss import evaluate_split, evaluate_windows
 from pipeline.evaluation.render import sample_renderer
 from pipeline.models.sampling import sample
 from pipeline.vocab import Vocabulary
@@ -33,6 +33,10 @@ def score_splits(model: nn.Module, splits: dict[str, np.ndarray], cfg: EvaluateC
         figures = evaluate_split(model, ids, mode=mode, batch_size=cfg.batch_size, bptt=cfg.bptt, device=device)
         if char_level:
             figures["bpc"] = figures["bits_per_token"]
+        if cfg.windows is not None and getattr(model, "causal", True):
+            windows = evaluate_windows(model, ids, length=cfg.windows.length, count=cfg.windows.count,
+                                       seed=cfg.seed, device=device)
+            figures.update({f"window_{k}": v for k, v in windows.items() if k != "tokens"})
         out[name] = {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in figures.items()}
     return out
 

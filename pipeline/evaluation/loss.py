@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.evaluation.windows import PAD_ID, Batch, record_batch, split_records, stream_windows, to_streams
-from pipeline.models import BiLogits, ensure_causal
+from pipeline.models import AdaptiveSoftmax, BiLogits, ensure_causal
 
 FORWARD, BACKWARD = "forward", "backward"
 
@@ -56,6 +56,10 @@ def next_token_loss(model: nn.Module, inputs: Tensor, targets: Tensor, state: An
                     pad_id: int = PAD_ID) -> tuple[Tensor, Tensor, Any]:
     """Summed NLL of ``targets`` (B, T) given ``inputs`` (B, T); returns (sum, count, state)."""
     ensure_causal(model, "be trained or evaluated as a next-token model")
+    if isinstance(getattr(model, "output", None), AdaptiveSoftmax):  # never builds the (B, T, V) scores
+        hidden, state = model.features(inputs, state)
+        total, count = model.output.nll_sum(hidden, targets, pad_id)
+        return total, count, state
     logits, state = model(inputs, state)  # (B, T, V)
     total, count = _nll_sum(logits, targets, pad_id)
     return total, count, state
@@ -144,3 +148,35 @@ def _accumulate(model: nn.Module, batches, device, pad_id: int, carry: bool) -> 
         counts += loss.counts
         state = loss.state
     return sums, counts
+
+
+@torch.no_grad()
+def evaluate_windows(model: nn.Module, ids: np.ndarray, *, length: int, count: int, batch_size: int = 64,
+                     seed: int = 1337, device: str | torch.device = "cpu") -> dict[str, float]:
+    """Mean NLL over ``count`` random windows of ``length`` predictions each, the state reset per window.
+
+    This is nanoGPT's ``estimate_loss`` protocol (``x = data[i:i+block]``, ``y = data[i+1:i+1+block]``,
+    ``i`` uniform): every position of a window is scored, so early positions see little context.  It is
+    reported beside the whole-split figure only to compare with models measured that way; the start
+    positions come from a generator seeded by ``seed``, so two models are scored on the same windows.
+    """
+    if len(ids) <= length + 1:
+        raise ValueError(f"a split of {len(ids)} tokens is too short for windows of {length}")
+    starts = np.random.default_rng(seed).integers(0, len(ids) - length, size=count)  # nanoGPT's randint range
+    offsets = np.arange(length)
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    try:
+        for first in range(0, count, batch_size):
+            rows = starts[first : first + batch_size, None] + offsets  # (b, length)
+            inputs = torch.from_numpy(ids[rows]).long().to(device)
+            targets = torch.from_numpy(ids[rows + 1]).long().to(device)
+            nll, _, _ = next_token_loss(model, inputs, targets, None, pad_id=-1)
+            total += nll.double()
+    finally:
+        model.train(was_training)
+    figures = _figures("", float(total) / (count * length))
+    figures["tokens"] = count * length
+    return figures
+

@@ -16,9 +16,11 @@ from pipeline.models.language_model import (
     ensure_causal,
 )
 from pipeline.models.registry import MODEL_REGISTRY, build_model, count_parameters
+from pipeline.models.softmax import AdaptiveSoftmax
 from pipeline.models.tasks import TASK_MODELS, ConditionedLM, SequenceClassifier, SequenceTagger, build_task_model
 
 __all__ = [
+    "AdaptiveSoftmax",
     "MODEL_REGISTRY",
     "TASK_MODELS",
     "BiLogits",

@@ -14,7 +14,6 @@ or a custom object does not (convert NumPy RNG state to lists or tensors first).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline.config import ConfigError, ModelConfig, parse_dataclass
+from pipeline.config import ConfigError, ModelConfig, parse_dataclass, to_plain
 from pipeline.errors import UserError
 from pipeline.io import atomic_path
 from pipeline.models.language_model import SequenceModel
@@ -67,7 +66,7 @@ def checkpoint_payload(model: nn.Module) -> dict[str, Any]:
     inner = unwrap_model(model)
     return {
         "format_version": FORMAT_VERSION,
-        "model_config": dataclasses.asdict(inner.config),
+        "model_config": to_plain(inner.config),  # plain lists, not tuples: readable anywhere
         "vocab_size": int(inner.vocab_size),
         "model_state": clean_state_dict(inner.state_dict()),
     }

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from pipeline.config import ModelConfig
 from pipeline.errors import UserError
+from pipeline.models.softmax import AdaptiveSoftmax
 
 State = Tensor | tuple[Tensor, Tensor]
 StackBuilder = Callable[[ModelConfig], nn.Module]
@@ -37,7 +38,10 @@ class SequenceModel(nn.Module):
     """A causal recurrent LM: ``logits[:, t]`` depends on ``ids[:, :t + 1]`` (and the carried state) only.
 
     Dropout (``config.dropout``) acts between stacked layers and before the output layer, in training mode only.
-    With ``tie_weights`` the output layer reuses the embedding matrix (Press & Wolf), saving V x E parameters.
+    With ``tie_weights`` the output layer reuses the embedding matrix (Press & Wolf), saving V x E parameters;
+    ``embedding_dropout`` drops embedded inputs; ``softmax: adaptive`` makes the output an
+    :class:`~pipeline.models.softmax.AdaptiveSoftmax`, whose ``forward`` gives log-probabilities (valid
+    logits for sampling) and whose :meth:`~pipeline.models.softmax.AdaptiveSoftmax.nll_sum` the loss uses.
     """
 
     causal: bool = True
@@ -47,13 +51,17 @@ class SequenceModel(nn.Module):
         self.config = config
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, config.embedding_size)
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         self.rnn = stack_builder(config)
         self.dropout = nn.Dropout(config.dropout)
-        self.output = nn.Linear(config.hidden_size, vocab_size)
         # pytorch/examples' word LM init: N(0, 1) embeddings would saturate the first layer's gates.
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        nn.init.uniform_(self.output.weight, -0.1, 0.1)
-        nn.init.zeros_(self.output.bias)
+        if config.softmax == "adaptive":
+            self.output: nn.Module = AdaptiveSoftmax(config.hidden_size, vocab_size, config.cutoffs, config.div_value)
+        else:
+            self.output = nn.Linear(config.hidden_size, vocab_size)
+            nn.init.uniform_(self.output.weight, -0.1, 0.1)
+            nn.init.zeros_(self.output.bias)
         if config.tie_weights:
             self.output.weight = self.embedding.weight
 
@@ -63,13 +71,18 @@ class SequenceModel(nn.Module):
         ``lengths`` (B,) is accepted for interface parity with :class:`BidirectionalLM` and ignored: a causal
         model's outputs at real tokens never depend on the right padding that follows them.
         """
-        embedded = self.embedding(ids)  # (B, T, E)
+        hidden, state = self.features(ids, state)
+        return self.output(hidden), state  # (B, T, V): logits, or log-probabilities from an adaptive softmax
+
+    def features(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """ids (B, T) -> (what the output layer reads (B, T, H), after dropout; the stack's final state)."""
+        embedded = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
         hidden, state = self.rnn(embedded, state)  # (B, T, H)
-        return self.output(self.dropout(hidden)), state  # (B, T, V)
+        return self.dropout(hidden), state
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """The zero state for a batch (what ``state=None`` means), in the stack's layout."""
-        return self.rnn.init_state(batch_size, device, self.output.weight.dtype)
+        return self.rnn.init_state(batch_size, device, self.embedding.weight.dtype)
 
     @staticmethod
     def detach_state(state: State | None) -> State | None:
@@ -108,7 +121,7 @@ class BidirectionalLM(SequenceModel):
         the padding (without it a row's backward logits would depend on how much padding follows it).
         """
         batch = ids.shape[0]
-        embedded = self.embedding(ids)  # (B, T, E)
+        embedded = self.embedding_dropout(self.embedding(ids))  # (B, T, E)
         forward_hidden, state = self.rnn(embedded, state)  # (B, T, H)
         order = _reversal_index(ids, lengths)  # (B, T)
         backward_hidden, _ = self.backward_rnn(_gather_time(embedded, order))  # (B, T, H), reversed time
@@ -129,6 +142,7 @@ class BidirectionalLM(SequenceModel):
         lm.config = dataclasses.replace(self.config, direction="uni")
         lm.vocab_size = self.vocab_size
         lm.embedding, lm.rnn, lm.dropout, lm.output = self.embedding, self.rnn, self.dropout, self.output
+        lm.embedding_dropout = self.embedding_dropout
         lm.train(self.training)
         return lm
 

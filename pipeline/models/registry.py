@@ -94,6 +94,10 @@ def build_model(cfg: ModelConfig, vocab_size: int, where: str = "model") -> Sequ
         )
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
         raise ConfigError(f"{where}: vocab_size must be a positive integer, got {vocab_size!r}")
+    if cfg.softmax == "adaptive" and cfg.cutoffs[-1] >= vocab_size:
+        raise ConfigError(
+            f"{where}.cutoffs: {list(cfg.cutoffs)} must all be below the vocabulary size {vocab_size} "
+            "(lower them, or use softmax: full for a small vocabulary)")
     model_class = BidirectionalLM if cfg.direction == "bi" else SequenceModel
     return model_class(cfg, vocab_size, builder)
 

@@ -79,7 +79,7 @@ class LoopState:
 @dataclasses.dataclass
 class FitResult:
     metrics: dict[str, Any]
-    stop_reason: str  # completed | early_stopping | max_steps
+    stop_reason: str  # completed | early_stopping | max_steps | time_budget
     out_dir: Path
     run_id: str | None
 
@@ -115,7 +115,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, s)
         epochs_steps = s.epochs * len(self.batches)
         self.total_steps = min(epochs_steps, s.max_steps) if s.max_steps else epochs_steps
-        self.scheduler = build_scheduler(self.optimizer, s, self.total_steps)
+        self.scheduler = build_scheduler(self.optimizer, s)
         self.amp = autocast_dtype(self.device, s.precision)
         self.directions = directions(self.model)
         self.meter = StepMeter(s.log_every_steps, len(self.directions), s.clip, s.clip_threshold)
@@ -190,9 +190,9 @@ class Trainer:
         if self.device.type == "cpu" and not self.meter.last_is_finite():
             self._diverged(step)  # before the update: the weights in memory stay good too
         self.optimizer.step()
-        if self.s.schedule == "cosine":
-            self.scheduler.step()
         self.loop.step = step
+        if self.s.schedule != "plateau":
+            self.scheduler.step(step, self._progress())
         return self.model.detach_state(loss.state) if self.batches.carries_state else None
 
     def _after_step(self, state) -> str | None:
@@ -205,6 +205,8 @@ class Trainer:
             self._save_checkpoint(state)
         if self.s.max_steps and step >= self.s.max_steps:
             stop = stop or "max_steps"
+        if self.s.time_budget_s and self.reporter.elapsed() >= self.s.time_budget_s:
+            stop = stop or "time_budget"
         if stop and self.loop.last_val_step != step:
             stop = self._validate() or stop
         return stop
@@ -289,6 +291,13 @@ class Trainer:
             optimizer.step()
 
         return step_timer(self.model, lambda m: build_optimizer(m, self.s), one_step)
+
+    def _progress(self) -> float:
+        """How far the run is, 0..1: steps over the planned total, or the time budget spent if further along."""
+        progress = self.loop.step / max(self.total_steps, 1)
+        if self.s.time_budget_s:
+            progress = max(progress, self.reporter.elapsed() / self.s.time_budget_s)
+        return progress
 
     @property
     def epoch_progress(self) -> float:

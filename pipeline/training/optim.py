@@ -7,6 +7,7 @@ interval, so no step waits for the device.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -45,14 +46,51 @@ def build_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer
     raise ValueError(f"optimizer {s.optimizer!r} is not valid (choose adam, adamw or sgd)")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, s: TrainSettings, total_steps: int):
-    """``plateau`` steps on the validation loss, ``cosine`` on every optimizer step; ``none``: None."""
+class StepSchedule:
+    """Linear warm-up over ``warmup_steps``, then constant (``none``) or cosine decay to ``min_lr`` (``cosine``).
+
+    The decay follows the run's *progress*, a fraction in [0, 1] the loop passes to :meth:`step`: optimizer
+    steps over the planned total, or, under a time budget (``train.time_budget_s``), whichever of that and
+    the training time spent over the budget is further along, so that the rate reaches ``min_lr`` when the
+    time runs out however fast the machine is.  It keeps no state of its own: the loop's step count and
+    training seconds (both in every checkpoint) determine it, so a resumed run continues the same curve.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, kind: str, lr: float, min_lr: float,
+                 warmup_steps: int) -> None:
+        self.optimizer, self.kind, self.lr, self.min_lr, self.warmup_steps = optimizer, kind, lr, min_lr, warmup_steps
+        self.set(self.lr_at(0, 0.0))
+
+    def lr_at(self, step: int, progress: float) -> float:
+        """The rate for optimizer step ``step + 1`` at ``progress`` (0..1) of the run."""
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        if self.kind != "cosine":
+            return self.lr * warm
+        decay = 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+        return (self.min_lr + (self.lr - self.min_lr) * decay) * warm
+
+    def step(self, step: int, progress: float) -> None:
+        self.set(self.lr_at(step, progress))
+
+    def set(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore (see the class docstring); accepts older checkpoints' scheduler states."""
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, s: TrainSettings):
+    """``plateau`` steps on the validation loss; ``none`` and ``cosine`` (with warm-up) on every optimizer step."""
     if s.schedule == "plateau":
+        if s.warmup_steps:
+            raise ValueError("warmup_steps works with schedule none or cosine, not plateau")
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=s.plateau_factor, patience=s.plateau_patience, min_lr=s.min_lr)
-    if s.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1), eta_min=s.min_lr)
-    return None
+    return StepSchedule(optimizer, s.schedule, s.lr, s.min_lr, s.warmup_steps)
 
 
 def current_lr(optimizer: torch.optim.Optimizer) -> float:

@@ -7,7 +7,8 @@ Metric names (all logged with ``step=``, the optimizer step):
   ``clip_rate``, ``lr``, ``tokens_per_s``; ``train_forward_loss`` / ``train_backward_loss`` for
   bidirectional models; every ``layer_norms_every_steps``: ``grad_norm/<parameter name>``;
 * every validation: ``val_loss``, ``val_perplexity``, ``val_bits_per_token`` (``val_bpc`` too for
-  character-level data), per direction for bidirectional models, and ``epoch``.
+  character-level data), per direction for bidirectional models, ``epoch``, and ``train_seconds`` (training
+  time so far, validation excluded: the x axis of a loss-against-time curve).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class Reporter:
     def start_timer(self) -> None:
         """Start timing training work; time spent validating or checkpointing is not training time."""
         self._since = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds of training so far (validation, checkpoints and sampling excluded), up to now."""
+        return self.t.loop.train_seconds + time.perf_counter() - self._since
 
     def _track(self, method: str, *args: Any, **kwargs: Any) -> None:
         start = time.perf_counter()
@@ -82,11 +87,12 @@ class Reporter:
         if self.char_level:
             val["val_bpc"] = figures["bits_per_token"]
         train = summarize(loop.sums, loop.counts, self.t.directions) if loop.counts[0] else {"loss": math.nan}
-        row = {"epoch": self.t.epoch_progress, "step": step, "train_loss": train["loss"],
-               "train_perplexity": _exp(train["loss"]), **val, "lr": current_lr(self.t.optimizer)}
+        row = {"epoch": self.t.epoch_progress, "step": step, "train_seconds": round(loop.train_seconds, 3),
+               "train_loss": train["loss"], "train_perplexity": _exp(train["loss"]), **val,
+               "lr": current_lr(self.t.optimizer)}
         loop.epochs.append(row)
         loop.sums, loop.counts = [0.0] * len(loop.sums), [0] * len(loop.counts)
-        self._track("log_metrics", {**val, "epoch": row["epoch"]}, step=step)
+        self._track("log_metrics", {**val, "epoch": row["epoch"], "train_seconds": row["train_seconds"]}, step=step)
         self._track("flush")
         self._log_samples(step)
         mark = " (best)" if improved else ""
