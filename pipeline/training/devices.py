@@ -4,7 +4,9 @@ On CUDA, ``precision: auto`` means bf16 autocast: matmuls (embedding projection,
 GEMMs, the output layer) run in bf16 with float32 accumulation, while the losses stay in float32 (autocast
 keeps ``cross_entropy`` there, and the loss code casts logits up).  bf16 keeps float32's exponent range, so
 unlike fp16 it needs no loss scaling and cannot overflow in the long products of a recurrence.  On a CPU,
-``auto`` is float32: this machine's Zen 3 cores have no bf16 arithmetic, so autocast would only add casts.
+``auto`` is float32, so that a run's numbers do not depend on the CPU model: cores without bf16 dot products
+(Zen 3, most laptops) only gain casts from autocast, while on cores with AVX512-BF16 or AMX ``precision: bf16``
+trains an LSTM 1.2-1.7x faster (BENCHMARKS.md, "Quality within a CPU budget").
 
 On a small CPU, one thread is often faster than two for a small recurrent step (thread wake-up costs more
 than the arithmetic), and two threads collapse when another process shares the cores.  ``threads: 0``

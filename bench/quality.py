@@ -1,0 +1,130 @@
+"""Quality within a CPU budget (issue 8): tinyshakespeare characters and Penn Treebank words.
+
+Runs the pipeline's own stages (download -> tokenize -> train -> evaluate) with ``bench/quality/params.yaml``,
+which points the download stage's ``path`` source at ../shared/data, into ``bench/out/quality/``; each run is an
+MLflow run like any other (the project's store).  Then it prints the table BENCHMARKS.md quotes and draws the
+loss-against-training-time curves into ``docs/quality_curves.png``.
+
+    python bench/quality.py                      # all four runs (~87 min of training, ~95 min in all, on 2 cores)
+    python bench/quality.py --runs shakespeare-144s ptb-15min
+    python bench/quality.py --report-only        # re-read finished runs
+
+Run it on a quiet machine: the budgets are wall-clock training time, so another process on the cores
+costs the runs steps (the script prints the load average before each run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = "bench/quality/params.yaml"
+OUT = Path("bench/out/quality")
+RUNS = ("shakespeare-144s", "shakespeare-10min", "ptb-15min", "ptb-60min")
+# Published or measured-here anchors the targets refer to (see the issue and BENCHMARKS.md).
+TARGETS = {"shakespeare-144s": ("val", "loss", 1.55), "shakespeare-10min": ("val", "loss", 1.42),
+           "ptb-15min": ("test", "perplexity", 115.0), "ptb-60min": ("test", "perplexity", 100.0)}
+
+
+def stage(*args: str) -> None:
+    cmd = [sys.executable, "-m", *args]
+    print("$", " ".join(cmd[1:]), f"(load {os.getloadavg()[0]:.2f})", flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def run_all(runs: list[str]) -> None:
+    sys.path.insert(0, str(ROOT))
+    from pipeline.config import load_params
+
+    params = load_params(ROOT / PARAMS)
+    datasets = sorted({params.train.runs[r].dataset for r in runs})
+    corpora = sorted({params.sections["tokenize"][d].corpus for d in datasets})
+    stage("stages.download", "--params", PARAMS, "--out", str(OUT / "raw"), "--only", *corpora)
+    for d in datasets:
+        corpus = params.sections["tokenize"][d].corpus
+        stage("stages.tokenize", "--params", PARAMS, "--name", d, "--raw", str(OUT / "raw" / corpus),
+              "--out", str(OUT / "tokens" / d))
+    for r in runs:
+        cfg = params.train.runs[r]
+        data, model = OUT / "tokens" / cfg.dataset, OUT / "models" / cfg.dataset / cfg.variant
+        start = time.perf_counter()
+        stage("stages.train", "--params", PARAMS, "--run", r, "--data", str(data), "--out", str(model))
+        stage("stages.evaluate", "--params", PARAMS, "--run", r, "--data", str(data), "--model", str(model),
+              "--metrics", str(OUT / "metrics" / f"{r}.json"), "--samples", str(OUT / "samples" / r))
+        print(f"{r}: {time.perf_counter() - start:.0f} s wall with validation and evaluation", flush=True)
+
+
+def report(runs: list[str]) -> None:
+    import csv
+
+    rows = []
+    for r in runs:
+        metrics_path = OUT / "metrics" / f"{r}.json"
+        if not metrics_path.exists():
+            continue
+        sys.path.insert(0, str(ROOT))
+        from pipeline.config import load_params
+
+        cfg = load_params(ROOT / PARAMS).train.runs[r]
+        model = OUT / "models" / cfg.dataset / cfg.variant
+        figures, train = json.loads(metrics_path.read_text()), json.loads((model / "metrics.json").read_text())
+        split, key, target = TARGETS[r]
+        value = figures[split][key]
+        rows.append((r, train, figures, value, target, list(csv.DictReader((model / "epochs.csv").open()))))
+        extra = f", windows(64) {figures['val']['window_loss']:.4f}" if "window_loss" in figures["val"] else ""
+        print(f"{r}: {split} {key} {value:.4f} (target <= {target}) {'MET' if value <= target else 'MISSED'}; "
+              f"val loss {figures['val']['loss']:.4f}{extra}; {train['steps']} steps, "
+              f"{train['train_seconds']:.0f} s training, {train['tokens_per_s']:,.0f} tokens/s")
+    if rows:
+        plot(rows)
+
+
+def plot(rows) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for r, _train, _figures, _value, _target, epochs in rows:
+        ax = axes[0] if r.startswith("shakespeare") else axes[1]
+        x = [float(e["train_seconds"]) for e in epochs]
+        y = [float(e["val_loss"]) if ax is axes[0] else float(e["val_perplexity"]) for e in epochs]
+        ax.plot(x, y, marker="o", markersize=3, label=r)
+    axes[0].axhline(1.886, color="grey", ls=":", label="nanoGPT CPU recipe @144 s (1.886)")
+    axes[0].axhline(1.55, color="C0", ls="--", lw=0.8, label="target @144 s (1.55)")
+    axes[0].axhline(1.42, color="C1", ls="--", lw=0.8, label="target @600 s (1.42)")
+    axes[0].set(title="tinyshakespeare, validation (whole stream)", xlabel="training seconds (validation excluded)",
+                ylabel="loss, nats/char", ylim=(1.3, 2.4))
+    axes[1].axhline(115, color="C0", ls="--", lw=0.8, label="target @15 min (test 115)")
+    axes[1].axhline(100, color="C1", ls="--", lw=0.8, label="target @60 min (test 100)")
+    axes[1].set(title="Penn Treebank, validation perplexity", xlabel="training seconds (validation excluded)",
+                ylabel="perplexity", ylim=(80, 250))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = ROOT / "docs" / "quality_curves.png"
+    fig.savefig(out, dpi=110)
+    print(f"curves: {out}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="*", default=list(RUNS), choices=RUNS)
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    if not args.report_only:
+        run_all(args.runs)
+    report(list(RUNS))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
