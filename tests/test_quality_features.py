@@ -237,7 +237,8 @@ def test_time_budget_stops_training_and_reports_train_seconds(tmp_path):
     vocab, train, val = char_dataset()
     budget, lr, min_lr = 1.5, 0.01, 1e-3
     settings = tiny_settings(epochs=100_000, time_budget_s=budget, val_every_steps=10, schedule="cosine", lr=lr,
-                             min_lr=min_lr, warmup_steps=3, checkpoint_every_steps=100_000)
+                             min_lr=min_lr, warmup_steps=3, checkpoint_every_steps=100_000,
+                             early_stopping_patience=None)
     result = fit(tiny_train_model(len(vocab)), train, val, settings, tmp_path)
     m = result.metrics
     assert result.stop_reason == "time_budget" and m["early_stopped"] == 0

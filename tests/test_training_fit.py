@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import math
 
@@ -123,8 +124,10 @@ class _Interrupt(NullTracker):
 def _final(out):
     metrics = read_json(output_path(out, "metrics"))
     timing = {"train_seconds", "tokens_per_s", "tracking_seconds", "tracking_share", "threads"}
+    epochs = [{k: v for k, v in row.items() if k not in timing}  # train_seconds: wall time, differs run to run
+              for row in csv.DictReader(output_path(out, "epochs").open())]
     return ({k: v for k, v in metrics.items() if k not in timing}, load_checkpoint(output_path(out, "model")),
-            load_checkpoint(output_path(out, "checkpoint")), output_path(out, "epochs").read_text())
+            load_checkpoint(output_path(out, "checkpoint")), epochs)
 
 
 def assert_same_run(a, b):

@@ -87,9 +87,9 @@ class Reporter:
         if self.char_level:
             val["val_bpc"] = figures["bits_per_token"]
         train = summarize(loop.sums, loop.counts, self.t.directions) if loop.counts[0] else {"loss": math.nan}
-        row = {"epoch": self.t.epoch_progress, "step": step, "train_seconds": round(loop.train_seconds, 3),
-               "train_loss": train["loss"], "train_perplexity": _exp(train["loss"]), **val,
-               "lr": current_lr(self.t.optimizer)}
+        row = {"epoch": self.t.epoch_progress, "step": step, "train_loss": train["loss"],
+               "train_perplexity": _exp(train["loss"]), **val, "lr": current_lr(self.t.optimizer),
+               "train_seconds": round(loop.train_seconds, 3)}
         loop.epochs.append(row)
         loop.sums, loop.counts = [0.0] * len(loop.sums), [0] * len(loop.counts)
         self._track("log_metrics", {**val, "epoch": row["epoch"], "train_seconds": row["train_seconds"]}, step=step)
