@@ -40,9 +40,8 @@ class AdaptiveSoftmax(nn.Module):
         """Summed NLL of ``targets`` (B, T) and the number of non-pad targets, each a 0-d tensor."""
         flat_targets = targets.reshape(-1)
         keep = flat_targets != pad_id
-        flat_hidden = hidden.reshape(-1, hidden.shape[-1])
-        if not bool(keep.all()):
-            flat_hidden, flat_targets = flat_hidden[keep], flat_targets[keep]
+        # Pad positions are scored as id 0 (in the head) and then zeroed: no data-dependent shape, no host sync.
+        safe_targets = torch.where(keep, flat_targets, torch.zeros_like(flat_targets))
         with torch.autocast(hidden.device.type, enabled=False):
-            out = self.adaptive(flat_hidden.float(), flat_targets)
-        return -out.output.sum(), keep.sum()
+            out = self.adaptive(hidden.reshape(-1, hidden.shape[-1]).float(), safe_targets)
+        return -(out.output * keep).sum(), keep.sum()
