@@ -54,12 +54,15 @@ class SequenceModel(nn.Module):
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
         self.rnn = stack_builder(config)
         self.dropout = nn.Dropout(config.dropout)
-        # pytorch/examples' word LM init: N(0, 1) embeddings would saturate the first layer's gates.
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        # Layers are created, then initialised, in this order: the RNG draws (and so every seeded result) stay
+        # those of the models trained before the adaptive softmax existed.
         if config.softmax == "adaptive":
             self.output: nn.Module = AdaptiveSoftmax(config.hidden_size, vocab_size, config.cutoffs, config.div_value)
         else:
             self.output = nn.Linear(config.hidden_size, vocab_size)
+        # pytorch/examples' word LM init: N(0, 1) embeddings would saturate the first layer's gates.
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if config.softmax == "full":
             nn.init.uniform_(self.output.weight, -0.1, 0.1)
             nn.init.zeros_(self.output.bias)
         if config.tie_weights:
