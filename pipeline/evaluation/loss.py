@@ -24,10 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pipeline.errors import UserError
 from pipeline.evaluation.windows import PAD_ID, Batch, record_batch, split_records, stream_windows, to_streams
 from pipeline.models import AdaptiveSoftmax, BiLogits, ensure_causal
 
 FORWARD, BACKWARD = "forward", "backward"
+
+
+class WindowsTooLongError(UserError, ValueError):
+    """``evaluate.windows.length`` does not fit in a split."""
 
 
 class BatchLoss(NamedTuple):
@@ -161,7 +166,8 @@ def evaluate_windows(model: nn.Module, ids: np.ndarray, *, length: int, count: i
     positions come from a generator seeded by ``seed``, so two models are scored on the same windows.
     """
     if len(ids) <= length + 1:
-        raise ValueError(f"a split of {len(ids)} tokens is too short for windows of {length}")
+        raise WindowsTooLongError(f"a split of {len(ids)} tokens is too short for windows of {length}: "
+                                  "lower evaluate.windows.length")
     starts = np.random.default_rng(seed).integers(0, len(ids) - length, size=count)  # nanoGPT's randint range
     offsets = np.arange(length)
     was_training = model.training

@@ -86,8 +86,6 @@ class StepSchedule:
 def build_scheduler(optimizer: torch.optim.Optimizer, s: TrainSettings):
     """``plateau`` steps on the validation loss; ``none`` and ``cosine`` (with warm-up) on every optimizer step."""
     if s.schedule == "plateau":
-        if s.warmup_steps:
-            raise ValueError("warmup_steps works with schedule none or cosine, not plateau")
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=s.plateau_factor, patience=s.plateau_patience, min_lr=s.min_lr)
     return StepSchedule(optimizer, s.schedule, s.lr, s.min_lr, s.warmup_steps)
