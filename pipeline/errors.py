@@ -9,3 +9,24 @@ from __future__ import annotations
 
 class UserError(Exception):
     """A problem the user can fix (bad params, bad input file, no network, ...)."""
+
+
+class SeqlabWarning(UserWarning):
+    """Something the user should know that does not stop the stage (entry points print it as one line)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop by a signal (SIGTERM, SIGHUP): handled like Ctrl-C, with its own exit code.
+
+    A subclass of :class:`KeyboardInterrupt`, so every place that cleans up after Ctrl-C (keeping the last
+    checkpoint, marking the tracking run KILLED) does the same for ``docker stop``, Slurm, CI cancellation and
+    ``timeout``.
+    """
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(f"terminated by {name}")
+        self.signum, self.name = signum, name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

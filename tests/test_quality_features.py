@@ -30,6 +30,7 @@ from pipeline.models.checkpoint import checkpoint_payload, load_checkpoint, mode
 from pipeline.models.sampling import sample
 from pipeline.tokenization import detokenize, tokenize_splits
 from pipeline.training import fit, output_path
+from pipeline.training.devices import bf16_unsupported_reason
 from pipeline.training.optim import StepSchedule, build_scheduler
 from pipeline.vocab import EOS_ID, PAD_ID, Vocabulary
 from stages import tokenize as tokenize_stage
@@ -85,6 +86,10 @@ def test_adaptive_all_pad_batch_counts_nothing():
     assert float(total) == 0.0 and int(count) == 0
 
 
+CPU_BF16_MISSING = bf16_unsupported_reason("cpu")
+
+
+@pytest.mark.skipif(CPU_BF16_MISSING is not None, reason=f"needs native bf16 on the CPU: {CPU_BF16_MISSING}")
 def test_adaptive_under_bf16_autocast_matches_float32():
     model = adaptive_model().eval()
     inputs, targets = random_ids(3, 7), every_cluster_targets()

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 import time
+import warnings
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from pipeline.errors import SeqlabWarning
 from pipeline.runtime import cpu_count, set_threads
 
 #: How much faster (per step) a larger thread count must be to be chosen.  Spare threads are a bet that the
@@ -35,13 +38,57 @@ MIN_GAIN = 1.25
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` (auto | fp32 | bf16) on ``device``; None: plain float32."""
+    """The autocast dtype for ``precision`` (auto | fp32 | bf16) on ``device``; None: plain float32.
+
+    ``bf16`` on a device that cannot run it (a CPU without native bf16, a GPU older than Ampere) falls back to
+    float32 with one warning line naming the reason; ``auto`` never picks bf16 where it is not supported.
+    """
     if precision == "fp32":
         return None
     if precision == "bf16":
+        reason = bf16_unsupported_reason(device)
+        if reason is None:
+            return torch.bfloat16
+        warnings.warn(f"precision bf16 is not supported here ({reason}); training in fp32 instead",
+                      Bf16FallbackWarning, stacklevel=2)
+        return None
+    if device.type == "cuda" and bf16_unsupported_reason(device) is None:
         return torch.bfloat16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
+    return None
+
+
+class Bf16FallbackWarning(SeqlabWarning):
+    """``precision: bf16`` was asked for on a device without bf16 support; fp32 is used instead."""
+
+
+def bf16_unsupported_reason(device: torch.device | str) -> str | None:
+    """None when bf16 autocast of the recurrent layers runs natively on ``device``, else why not (one phrase).
+
+    On a CPU that takes three things: oneDNN must report bf16 support (it does not on AVX2-only cores, and
+    honours ``ONEDNN_MAX_CPU_ISA``), the cores must have bf16 dot products (AVX512-BF16 or AMX; elsewhere bf16
+    is emulated and slower than fp32), and a tiny ``nn.LSTM`` must actually run under bf16 autocast (oneDNN
+    has no bf16 LSTM primitive below AVX-512).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return None if torch.cuda.is_bf16_supported() else f"{torch.cuda.get_device_name(device)} has no bf16"
+    if device.type != "cpu":
+        return f"no bf16 autocast on {device.type}"
+    return _cpu_bf16_reason()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_bf16_reason() -> str | None:
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return f"oneDNN reports no bf16 support on this CPU ({torch.backends.cpu.get_cpu_capability()})"
+    native = torch.cpu._is_avx512_bf16_supported() or getattr(torch.cpu, "_is_amx_tile_supported", bool)()
+    if not native:
+        return "the CPU has neither AVX512-BF16 nor AMX (bf16 would be emulated)"
+    try:
+        with torch.random.fork_rng(devices=[]), torch.autocast("cpu", dtype=torch.bfloat16):
+            nn.LSTM(4, 4)(torch.zeros(2, 1, 4))
+    except RuntimeError as e:
+        return f"oneDNN cannot run a bf16 LSTM here: {str(e).splitlines()[0][:80]}"
     return None
 
 
