@@ -100,9 +100,12 @@ def test_missing_tokens_are_one_clear_line(workspace, capsys):
 
 def test_dvc_stage_lists_every_shared_setting_and_the_run_itself():
     """`dvc exp run -S train.<key>=...` must rerun the stage: every shared key is one of its params."""
-    stage_def = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]["train"]
-    listed = set(stage_def["do"]["params"])
-    assert {f"train.{f.name}" for f in dataclasses.fields(TrainSettings)} | {"train.runs.${key}"} == listed
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    shared = {f"train.{f.name}" for f in dataclasses.fields(TrainSettings)}
+    for definition, own in ((stages["train"]["do"], "train.runs.${key}"), (stages["depth"], "curriculum.depth")):
+        # A plain key, or `params.yaml: [keys]` (the shared list, written once and reused through a YAML anchor).
+        listed = {k for e in definition["params"] for k in (e["params.yaml"] if isinstance(e, dict) else [e])}
+        assert listed == shared | {own}
     params = load_params(REPO_ROOT / "params.yaml")
     assert params.train.runs  # the default matrix parses, every run with its overrides
     for name in params.train.runs:
