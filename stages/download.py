@@ -1,9 +1,14 @@
-"""DVC stage ``download``: materialise every enabled corpus of params.yaml into ``data/raw/<name>/``."""
+"""DVC stage ``download``: materialise every enabled corpus of params.yaml into ``data/raw/<name>/``.
+
+Run by DVC (``DVC_STAGE`` set), it first checks that every enabled ``path`` source is one of its deps in
+dvc.yaml, so that editing the source re-runs it (see :mod:`pipeline.data.sources`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +29,11 @@ def _exporters() -> dict:
 def run(params_path: str, out: str, only: Sequence[str] = ()) -> int:
     from pipeline.config import load_params
     from pipeline.data.download import materialise, prune
+    from pipeline.data.sources import check_tracked
 
     params = load_params(params_path, required=("corpora",))
+    if os.environ.get("DVC_STAGE") and Path("dvc.yaml").is_file():  # run by DVC: it must watch every path source
+        check_tracked(params.corpora, Path("dvc.yaml"), os.environ["DVC_STAGE"])
     enabled = {name: c for name, c in params.corpora.items() if c.enabled and (not only or name in only)}
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)

@@ -14,14 +14,15 @@ every member checked to stay inside the corpus folder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
 import importlib.resources
 import logging
 import shutil
 import tarfile
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
@@ -31,6 +32,7 @@ import urllib3
 
 from pipeline import io
 from pipeline.config import CorpusConfig, PackageSource, PathSource, UrlFile, UrlSource, to_plain
+from pipeline.data.sources import selected_files, sha256_file, source_digest
 from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -58,14 +60,6 @@ class CorpusReport:
 # --------------------------------------------------------------------------- hashing and manifests
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _manifest_path(root: Path, name: str) -> Path:
     return root / f"{name}.manifest.json"
 
@@ -79,13 +73,16 @@ def _listing(folder: Path) -> dict[str, str]:
 
 
 def is_current(root: Path, name: str, corpus: CorpusConfig) -> bool:
-    """True when ``data/raw/<name>/`` came from this very source and no file changed since."""
+    """True when ``data/raw/<name>/`` came from this very source and no file changed since, at either end
+    (a ``path`` source is hashed again: an edited source is copied again)."""
     folder, manifest = root / name, _manifest_path(root, name)
     if not folder.is_dir() or not manifest.is_file():
         return False
     try:
         recorded = io.read_json(manifest)
     except ValueError:
+        return False
+    if isinstance(corpus.source, PathSource) and recorded.get("files") != source_digest(corpus.source):
         return False
     return recorded.get("source") == _source_fingerprint(corpus) and recorded.get("files") == _listing(folder)
 
@@ -106,6 +103,23 @@ def materialise(
         files = _listing(root / name)
         size = sum((root / name / f).stat().st_size for f in files)
         return CorpusReport(name, len(files), size, skipped=True)
+    try:
+        _materialise(name, corpus, root, exporters, session)
+    finally:  # a partly downloaded file stays for the next attempt to resume; empty folders do not
+        _remove_empty(root / ".partial" / name, root / ".partial")
+    files = _listing(root / name)
+    size = sum((root / name / f).stat().st_size for f in files)
+    return CorpusReport(name, len(files), size, skipped=False)
+
+
+def _remove_empty(*folders: Path) -> None:
+    for folder in folders:
+        with contextlib.suppress(OSError):  # missing or not empty
+            folder.rmdir()
+
+
+def _materialise(name: str, corpus: CorpusConfig, root: Path, exporters: dict[str, Exporter] | None,
+                 session: requests.Session | None) -> None:
     source = corpus.source
     with io.atomic_dir(root / name) as tmp:
         if isinstance(source, UrlSource):
@@ -124,8 +138,6 @@ def materialise(
             raise DownloadError(f"corpus {name!r}: the source produced no files (check corpora.{name}.source)")
     io.write_json(_manifest_path(root, name), {"source": _source_fingerprint(corpus), "files": files})
     shutil.rmtree(root / ".partial" / name, ignore_errors=True)
-    size = sum((root / name / f).stat().st_size for f in files)
-    return CorpusReport(name, len(files), size, skipped=False)
 
 
 def prune(root: Path, keep: set[str]) -> list[str]:
@@ -147,14 +159,11 @@ def _from_path(name: str, source: PathSource, dest: Path) -> None:
     src = Path(source.path).expanduser()
     if not src.exists():
         raise DownloadError(f"corpus {name!r}: path {str(src)!r} does not exist (fix corpora.{name}.source.path)")
-    if src.is_file():
-        shutil.copy2(src, dest / src.name)
-        return
-    matched = sorted(p for p in src.rglob(source.pattern) if p.is_file())
+    matched = selected_files(source)  # the same selection is_current hashes
     if not matched:
         raise DownloadError(f"corpus {name!r}: no file in {str(src)!r} matches pattern {source.pattern!r}")
-    for p in matched:
-        target = dest / p.relative_to(src)
+    for rel, p in matched:
+        target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(p, target)
 
@@ -294,11 +303,16 @@ def extract_archive(archive: Path, dest: Path, where: str) -> None:
     """Unpack a zip or tar archive into ``dest``, refusing any member that would land outside it."""
     lower = archive.name.lower()
     if lower.endswith(".zip"):
-        with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            for m in members:
-                _check_member(m.filename, where)
-            zf.extractall(dest)
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                members = zf.infolist()
+                for m in members:
+                    _check_member(m.filename, where)
+                zf.extractall(dest)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+            archive.unlink(missing_ok=True)  # it matched its sha256 pin, so fetching it again cannot help
+            raise DownloadError(f"{where}: not a readable zip archive ({e}); check the url and sha256 pin in "
+                                f"params.yaml, or unpack it yourself and use a path source") from None
         return
     try:
         with tarfile.open(archive) as tf:
@@ -308,5 +322,7 @@ def extract_archive(archive: Path, dest: Path, where: str) -> None:
                 if m.issym() or m.islnk():
                     _check_member(str(PurePosixPath(m.name).parent / m.linkname), where)
             tf.extractall(dest, filter="data")
-    except tarfile.TarError as e:
-        raise DownloadError(f"{where}: not a readable archive ({e})") from e
+    except (tarfile.TarError, zlib.error, EOFError) as e:
+        archive.unlink(missing_ok=True)
+        raise DownloadError(f"{where}: not a readable archive ({e}); check the url and sha256 pin in params.yaml, "
+                            f"or unpack it yourself and use a path source") from None
