@@ -58,6 +58,24 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class OutputPathError(UserError):
+    """An output folder that cannot be created or written; the message names it and the option that set it."""
+
+
+def ensure_writable_dir(path: str | Path, option: str = "output folder") -> Path:
+    """Create folder ``path`` if needed and check that a file can be written in it, before any work is done."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".seqlab-write-check.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputPathError(f"{path}: cannot write to this folder ({e.strerror or e}); choose another {option} "
+                              f"or fix its permissions") from None
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

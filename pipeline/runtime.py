@@ -7,6 +7,8 @@ import random
 
 import numpy as np
 
+from pipeline.errors import UserError
+
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and (when imported) torch, CPU and CUDA."""
@@ -29,9 +31,17 @@ def resolve_device(name: str = "auto") -> str:
         return "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} requested but no CUDA GPU is visible (use device: auto or cpu)")
+            raise DeviceError(f"device {name!r} requested but no CUDA GPU is visible (use device: auto or cpu)")
+        index = name.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise DeviceError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                              f"(use cuda:0 .. cuda:{torch.cuda.device_count() - 1}, auto or cpu)")
         return name
-    raise ValueError(f"device {name!r} is not valid (choose auto, cpu, cuda or cuda:N)")
+    raise DeviceError(f"device {name!r} is not valid (choose auto, cpu, cuda or cuda:N)")
+
+
+class DeviceError(UserError, ValueError):
+    """A device that does not exist here or is not a device name."""
 
 
 def set_threads(num_threads: int | None) -> int:

@@ -21,6 +21,7 @@ def run(params_path: str, name: str, data: str, metrics: str) -> int:
     from pipeline.config import ConfigError, load_params
     from pipeline.evaluation.ngram import KneserNeyLM
     from pipeline.tracking.factory import open_tracker
+    from pipeline.tracking.lifecycle import tracked_run
     from pipeline.vocab import Vocabulary
 
     params = load_params(params_path, required=("evaluate",))
@@ -29,6 +30,7 @@ def run(params_path: str, name: str, data: str, metrics: str) -> int:
         raise ConfigError(f"{params_path}: evaluate.baselines: no dataset {name!r} (valid: {valid})")
     order = params.evaluate.baselines[name].order
     data_dir = Path(data)
+    io.ensure_writable_dir(Path(metrics).parent, "--metrics")
     vocab = Vocabulary.load(data_dir / "vocab.json")
     splits = {s: io.read_tokens(data_dir / f"{s}.npy") for s in ("train", "val", "test")}
     start = time.perf_counter()
@@ -40,10 +42,11 @@ def run(params_path: str, name: str, data: str, metrics: str) -> int:
             figures[split] = _figures(lm, splits[split], char_level)
     io.write_json(metrics, figures)
     tracking = params.sections["train"].tracking if "train" in params.sections else "none"
-    tracker = open_tracker(tracking, name, "ngram", tags={"dataset": name, "variant": "ngram", "cell": "kneser-ney"})
-    tracker.log_params({"model": "interpolated-kneser-ney", "order": order, "dataset": name})
-    tracker.log_metrics({f"{s}_{k}": v for s in ("val", "test") if s in figures for k, v in figures[s].items()}, step=0)
-    tracker.finish("FINISHED")
+    with tracked_run(open_tracker(tracking, name, "ngram",
+                                  tags={"dataset": name, "variant": "ngram", "cell": "kneser-ney"})) as tracker:
+        tracker.log_params({"model": "interpolated-kneser-ney", "order": order, "dataset": name})
+        tracker.log_metrics({f"{s}_{k}": v for s in ("val", "test") if s in figures for k, v in figures[s].items()},
+                            step=0)
     test = figures.get("test", figures.get("val", {}))
     print(f"baseline: {name}: Kneser-Ney {order}-gram, test perplexity {test.get('perplexity', float('nan')):.3f}")
     return 0

@@ -30,10 +30,10 @@ def run(params_path: str, data: str, out: str) -> int:
     data_dir = Path(data)
     vocab = Vocabulary.load(data_dir / "vocab.json")
     splits = {s: read_tokens(data_dir / f"{s}.npy") for s in ("train", "val")}
-    runs = TaskRuns(settings.tracking, f"depth-{cfg.dataset}", device=resolve_device(settings.device),
-                    data_files=[data_dir / f for f in ("vocab.json", "train.npy", "val.npy")])
-    result = run_depth(cfg, settings, len(vocab), splits["train"], splits["val"], Path(out) / "runs", runs.open,
-                       char_level=vocab.meta.get("level") == "char")  # fit() finishes each run itself
+    with TaskRuns(settings.tracking, f"depth-{cfg.dataset}", device=resolve_device(settings.device),
+                  data_files=[data_dir / f for f in ("vocab.json", "train.npy", "val.npy")]) as runs:
+        result = run_depth(cfg, settings, len(vocab), splits["train"], splits["val"], Path(out) / "runs", runs.open,
+                           char_level=vocab.meta.get("level") == "char")  # fit() ends each run; the block guards
     write_depth(Path(out), result)
     for name, m in result.metrics.items():
         print(f"depth: {name}: val loss {m['val_loss']:.4f} after {m['steps']} steps, {m['parameters']:,} parameters, "

@@ -14,13 +14,21 @@ from stages._common import run_main
 def run(params_path: str, name: str, raw: str, out: str, workers: int) -> int:
     from pipeline import io
     from pipeline.config import ConfigError, load_params
-    from pipeline.midi.corpus import encode_corpus
+    from pipeline.midi.corpus import MidiCorpusError, encode_corpus
 
     started = time.perf_counter()
     params = load_params(params_path, required=("corpora", "encode_midi"))
     if name not in params.encode_midi:
         raise ConfigError(f"{params_path}: encode_midi: no dataset {name!r} (valid: {', '.join(params.encode_midi)})")
-    data = encode_corpus(Path(raw), params.encode_midi[name], name, workers)
+    try:
+        data = encode_corpus(Path(raw), params.encode_midi[name], name, workers)
+    except MidiCorpusError as e:
+        if not e.skipped:
+            raise
+        # The full list is what the user needs to fix the corpus; the dataset itself is not written.
+        listing = Path(out) / "skipped.json"
+        io.write_json(listing, [{"file": s.file, "reason": s.reason} for s in e.skipped])
+        raise MidiCorpusError(f"{e} (every skipped file and its reason: {listing})") from None
     # Everything goes to a temporary folder first: a failure leaves no half-written dataset.
     with io.atomic_dir(Path(out)) as tmp:
         data.vocab.save(tmp / "vocab.json")

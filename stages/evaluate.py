@@ -22,7 +22,6 @@ def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, sa
     from pipeline.evaluation.evaluate import draw_samples, score_splits
     from pipeline.models.checkpoint import load_checkpoint, model_from_checkpoint
     from pipeline.runtime import resolve_device, set_seed
-    from pipeline.tracking.factory import open_tracker
     from pipeline.vocab import Vocabulary
 
     params = load_params(params_path, required=("train", "evaluate"))
@@ -30,6 +29,9 @@ def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, sa
     data_dir, model_dir = Path(data), Path(model_dir)
     vocab = Vocabulary.load(data_dir / "vocab.json")
     device = resolve_device(cfg.device)
+    for option, path in (("--metrics", Path(metrics).parent), ("--samples", Path(samples).parent)):
+        io.ensure_writable_dir(path, option)
+    run_info = _training_run(settings.tracking, model_dir)  # checked before any work, as are the files above
     model = model_from_checkpoint(load_checkpoint(model_dir / "model.pt", map_location=device), device)
     splits = {split: io.read_tokens(data_dir / f"{split}.npy") for split in ("val", "test")}
     figures = score_splits(model, splits, cfg, mode=settings.batching, char_level=vocab.meta.get("level") == "char",
@@ -38,27 +40,52 @@ def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, sa
     with io.atomic_dir(samples) as tmp:
         files = draw_samples(model, vocab, cfg.samples, tmp, seed=cfg.seed, device=device)
     io.write_json(metrics, figures)
-    _log_to_run(open_tracker, settings.tracking, model_dir, figures, Path(samples), [f.name for f in files])
+    if run_info is not None:
+        _log_to_run(run_info, figures, Path(samples), [f.name for f in files])
     test = figures.get("test", figures.get("val", {}))
     print(f"evaluate: {name}: test perplexity {test.get('perplexity', float('nan')):.3f}"
           + (f", {test['bpc']:.3f} bpc" if "bpc" in test else "") + f", {len(files)} sample files in {samples}")
     return 0
 
 
-def _log_to_run(open_tracker, kind: str, model_dir: Path, figures: dict, samples: Path, files: list[str]) -> None:
-    from pipeline import io
+def _training_run(kind: str, model_dir: Path) -> dict | None:
+    """The training run to add the figures to (``mlflow_run.json`` plus the step from ``metrics.json``), or None
+    when tracking is off or the model was trained untracked."""
 
     info_path = model_dir / "mlflow_run.json"
     if kind == "none" or not info_path.exists():
-        return
-    info = io.read_json(info_path)
-    tracker = open_tracker(kind, info["experiment"], info["run_name"], run_id=info["run_id"],
-                           tracking_uri=info.get("tracking_uri"))
-    step = int(io.read_json(model_dir / "metrics.json").get("steps", 0))
-    tracker.log_metrics({f"test_{k}": v for k, v in figures.get("test", {}).items()}, step=step)
-    for name in files:
-        tracker.log_artifact(samples / name, "samples")
-    tracker.finish("FINISHED")
+        return None
+    info, figures = _training_file(info_path, "run_id"), _training_file(model_dir / "metrics.json", "steps")
+    return {**info, "step": int(figures["steps"])}
+
+
+def _training_file(path: Path, key: str) -> dict:
+    """A JSON file the train stage wrote, with ``key`` in it; one line naming the file otherwise."""
+    from pipeline import io
+    from pipeline.errors import UserError
+
+    try:
+        content = io.read_json(path)
+    except OSError as e:
+        raise UserError(f"{path}: {e.strerror}; the training outputs are incomplete: rerun the train stage "
+                        f"(dvc repro)") from None
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e}); rerun the train stage (dvc repro)") from None
+    if not isinstance(content, dict) or key not in content:
+        raise UserError(f"{path}: no {key!r} in it; rerun the train stage (dvc repro)")
+    return content
+
+
+def _log_to_run(info: dict, figures: dict, samples: Path, files: list[str]) -> None:
+    """Add the test figures and samples to the training run; its status stays what training left."""
+    from pipeline.tracking.factory import open_tracker
+    from pipeline.tracking.lifecycle import tracked_run
+
+    with tracked_run(open_tracker("mlflow", info["experiment"], info["run_name"], run_id=info["run_id"],
+                                  tracking_uri=info.get("tracking_uri"), mode="append")) as tracker:
+        tracker.log_metrics({f"test_{k}": v for k, v in figures.get("test", {}).items()}, step=info["step"])
+        for name in files:
+            tracker.log_artifact(samples / name, "samples")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,7 +25,7 @@ def run(params_path: str, models: str, metrics: str, out: str) -> int:
     params = load_params(params_path, required=("train", "evaluate"))
     runs, cfg = params.train.runs, params.evaluate
     table = collect(runs, cfg.baselines, Path(models), Path(metrics))
-    out_dir = Path(out)
+    out_dir = io.ensure_writable_dir(out, "--out")
     io.write_text(out_dir / "summary.md", to_markdown(table) + "\n")
     with io.atomic_path(out_dir / "summary.csv", suffix=".csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
@@ -46,12 +46,12 @@ def run(params_path: str, models: str, metrics: str, out: str) -> int:
 def _track(out_dir: Path, pictures: list[Path], champions: dict, models: Path, register: bool) -> None:
     from pipeline import io
     from pipeline.tracking.factory import open_tracker
+    from pipeline.tracking.lifecycle import tracked_run
     from pipeline.tracking.mlflow_tracker import register_champion
 
-    tracker = open_tracker("mlflow", "seqlab-report", "report")
-    for path in [out_dir / "summary.md", out_dir / "summary.csv", *pictures]:
-        tracker.log_artifact(path)
-    tracker.finish("FINISHED")
+    with tracked_run(open_tracker("mlflow", "seqlab-report", "report")) as tracker:
+        for path in [out_dir / "summary.md", out_dir / "summary.csv", *pictures]:
+            tracker.log_artifact(path)
     if not register:
         return
     for dataset, best in champions.items():

@@ -29,35 +29,44 @@ def run(params_path: str, name: str, data: str, out: str, resume: bool = False) 
     from pipeline.runtime import resolve_device, set_seed
     from pipeline.tracking import run_tags
     from pipeline.tracking.factory import open_tracker
-    from pipeline.training import distributed, fit
+    from pipeline.tracking.lifecycle import tracked_run
+    from pipeline.training import Trainer, distributed
     from pipeline.vocab import Vocabulary
 
+    # Everything a user can get wrong is checked before the tracking run opens: a typo leaves no FAILED run.
     params = load_params(params_path, required=("train",))
     settings = params.train.settings_for(name)
+    device = resolve_device(settings.device)
     ctx = distributed.init_from_env(settings.device)  # a no-op unless started by torchrun
     cfg = params.train.runs[name]
     data_dir, out_dir = Path(data), Path(out)
+    if ctx.is_main:
+        io.ensure_writable_dir(out_dir, "--out")
     vocab = Vocabulary.load(data_dir / "vocab.json")
     train_ids, val_ids = (io.read_tokens(data_dir / f"{split}.npy") for split in ("train", "val"))
     set_seed(settings.seed)
     model = build_model(cfg.model, len(vocab))
+    trainer = Trainer(model, train_ids, val_ids, settings, out_dir, render_samples=sample_renderer(vocab),
+                      char_level=vocab.meta.get("level") == "char")
+    if resume:
+        trainer.restore()
     previous = io.read_json(out_dir / RUN_FILE) if resume and (out_dir / RUN_FILE).exists() else {}
-    tags = run_tags(Path.cwd(), [data_dir / f for f in ("vocab.json", "train.npy", "val.npy")],
-                    resolve_device(settings.device),
+    tags = run_tags(Path.cwd(), [data_dir / f for f in ("vocab.json", "train.npy", "val.npy")], device,
                     {"seqlab_run": name, "dataset": cfg.dataset, "variant": cfg.variant, "cell": cfg.model.cell})
     tracking = settings.tracking if ctx.is_main else "none"  # one MLflow run per job, kept by rank 0
-    tracker = open_tracker(tracking, cfg.dataset, cfg.variant, run_id=previous.get("run_id"), tags=tags)
-    if not previous.get("run_id") and ctx.is_main:
-        data_section = {**params.sections.get("tokenize", {}), **params.sections.get("encode_midi", {})}
-        tracker.log_params({"run": name, "dataset": cfg.dataset, "variant": cfg.variant, **flatten(
-            {"train": to_plain(settings), "model": to_plain(cfg.model), "data": to_plain(data_section.get(cfg.dataset))})})
-        tracker.log_artifact(data_dir / "vocab.json")
-    if ctx.is_main:
-        io.write_json(out_dir / RUN_FILE, _run_info(tracker, cfg.dataset, cfg.variant))
-        # The model folder stands alone for sampling (seqlab sample): its vocabulary goes with it, byte for byte.
-        io.write_bytes(out_dir / "vocab.json", (data_dir / "vocab.json").read_bytes())
-    result = fit(model, train_ids, val_ids, settings, out_dir, tracker=tracker, resume=resume,
-                 render_samples=sample_renderer(vocab), char_level=vocab.meta.get("level") == "char")
+    with tracked_run(open_tracker(tracking, cfg.dataset, cfg.variant, run_id=previous.get("run_id"), tags=tags,
+                                  mode="continue")) as tracker:
+        if not previous.get("run_id") and ctx.is_main:
+            data_section = {**params.sections.get("tokenize", {}), **params.sections.get("encode_midi", {})}
+            tracker.log_params({"run": name, "dataset": cfg.dataset, "variant": cfg.variant, **flatten(
+                {"train": to_plain(settings), "model": to_plain(cfg.model),
+                 "data": to_plain(data_section.get(cfg.dataset))})})
+            tracker.log_artifact(data_dir / "vocab.json")
+        if ctx.is_main:
+            io.write_json(out_dir / RUN_FILE, _run_info(tracker, cfg.dataset, cfg.variant))
+            # The model folder stands alone for sampling (seqlab sample): its vocabulary goes with it, byte for byte.
+            io.write_bytes(out_dir / "vocab.json", (data_dir / "vocab.json").read_bytes())
+        result = trainer.run(tracker)
     distributed.barrier()  # every rank leaves once rank 0 has written the outputs
     distributed.shutdown()
     if not ctx.is_main:

@@ -6,8 +6,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import yaml
 
-from pipeline.config import ConfigError, load_params, parse_params
+from pipeline.config import ConfigError, TrainSettings, load_params, parse_params, to_plain
 from pipeline.vocab import EOS_ID, PAD_ID, SPECIALS, UNK_ID, Vocabulary, VocabularyError
 from tests.conftest import REPO_ROOT
 
@@ -108,10 +109,21 @@ def test_a_run_or_baseline_naming_an_unknown_dataset_is_refused():
     import copy
 
     raw = copy.deepcopy(GOOD)
-    raw["train"] = {"runs": {"r": {"dataset": "book-chr", "variant": "lstm", "model": {"cell": "lstm"}}}}
+    raw["train"] = {**to_plain(TrainSettings()),
+                    "runs": {"r": {"dataset": "book-chr", "variant": "lstm", "model": {"cell": "lstm"}}}}
     with pytest.raises(ConfigError, match=r"train.runs.r.dataset: unknown dataset 'book-chr' \(valid: book-char\)"):
         parse_params(raw, "params.yaml")
     raw = copy.deepcopy(GOOD)
     raw["evaluate"] = {"baselines": {"nope": {"order": 3}}}
     with pytest.raises(ConfigError, match=r"evaluate.baselines.nope: unknown dataset 'nope'"):
         parse_params(raw, "params.yaml")
+
+
+def test_a_shared_train_key_left_out_of_the_params_file_stops_with_its_name():
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    del raw["train"]["lr"], raw["train"]["clip"]
+    with pytest.raises(ConfigError) as caught:
+        parse_params(raw, "params.yaml")
+    message = str(caught.value)
+    assert message.startswith("params.yaml: train: missing key(s) lr, clip; write each one out")
+    assert "lr: 0.002" in message and "\n" not in message

@@ -18,7 +18,7 @@ from pipeline.models.checkpoint import load_checkpoint
 from pipeline.training.batching import TrainBatches
 from stages import train as stage
 from tests.conftest import REPO_ROOT
-from tests.train_helpers import char_dataset, write_dataset
+from tests.train_helpers import char_dataset, complete_params, write_dataset
 
 PARAMS = """
 train:
@@ -53,8 +53,8 @@ def _weights(folder) -> dict[str, torch.Tensor]:
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(PARAMS.format(batch_size=4))
-    (tmp_path / "half.yaml").write_text(PARAMS.format(batch_size=2))
+    (tmp_path / "params.yaml").write_text(complete_params(PARAMS.format(batch_size=4)))
+    (tmp_path / "half.yaml").write_text(complete_params(PARAMS.format(batch_size=2)))
     (tmp_path / "data/tokens/names-char").mkdir(parents=True)
     write_dataset(tmp_path / "data/tokens/names-char")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}

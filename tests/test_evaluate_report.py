@@ -16,7 +16,7 @@ from stages import cli
 from stages import evaluate as evaluate_stage
 from stages import report as report_stage
 from stages import train as train_stage
-from tests.train_helpers import tiny_model, write_dataset
+from tests.train_helpers import complete_params, tiny_model, write_dataset
 
 PARAMS = """
 train:
@@ -60,7 +60,7 @@ def trained(tmp_path_factory, _migrated_db):
 
     root = tmp_path_factory.mktemp("workspace")
     shutil.copy(_migrated_db, root / "mlflow.db")
-    (root / "params.yaml").write_text(PARAMS)
+    (root / "params.yaml").write_text(complete_params(PARAMS))
     (root / "data/tokens/names-char").mkdir(parents=True)
     write_dataset(root / "data/tokens/names-char")
     with pytest.MonkeyPatch.context() as mp:
@@ -198,7 +198,7 @@ def test_a_model_folder_samples_on_its_own_elsewhere(workspace, tmp_path, capsys
 
 def test_report_without_evaluations_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(PARAMS)
+    (tmp_path / "params.yaml").write_text(complete_params(PARAMS))
     assert report_stage.main([]) == 2
     err = capsys.readouterr().err
     assert "report: missing models/names-char/lstm/metrics.json" in err and "dvc repro" in err and err.count("\n") == 1

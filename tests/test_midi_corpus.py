@@ -164,7 +164,12 @@ def test_stage_errors_are_one_line_and_exit_2(corpus_dir, tmp_path, capsys):
     assert encode_midi.main([*args, "--name", "tunes-strict"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("seqlab: error: ") and err.count("\n") == 1 and "max_skipped_share" in err
-    assert not (tmp_path / "o").exists()
+    listing = tmp_path / "o" / "skipped.json"
+    assert f"every skipped file and its reason: {listing}" in err
+    # No dataset is written, only the full list of what was skipped and why (the error line shows three)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["skipped.json"]
+    skipped = json.loads(listing.read_text())
+    assert skipped and all(entry["file"] and entry["reason"] for entry in skipped)
 
 
 def test_roundtrip_command_on_a_jazz_combo_drops_drums_unless_asked(tmp_path, capsys):

@@ -19,7 +19,7 @@ from pipeline.vocab import EOS_ID, Vocabulary
 from stages import agreement, depth, langid, probe, styles, tagging
 from tests.conftest import REPO_ROOT
 from tests.test_task_data import CHORD_META
-from tests.train_helpers import char_dataset, tiny_model, tiny_settings, write_dataset
+from tests.train_helpers import char_dataset, complete_params, tiny_model, tiny_settings, write_dataset
 
 TRAIN = """
 train:
@@ -61,7 +61,7 @@ CURRICULUM = {
 
 def _params(path, **changes) -> None:
     curriculum = {**CURRICULUM, **changes}
-    path.write_text(TRAIN + yaml.safe_dump({"curriculum": curriculum}, sort_keys=False))
+    path.write_text(complete_params(TRAIN + yaml.safe_dump({"curriculum": curriculum}, sort_keys=False)))
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pipeline.config import TrainSettings, load_params
 from pipeline.io import read_json
 from stages import train as stage
 from tests.conftest import REPO_ROOT
-from tests.train_helpers import write_dataset
+from tests.train_helpers import complete_params, write_dataset
 
 PARAMS = """
 train:
@@ -37,7 +37,7 @@ train:
 @pytest.fixture
 def workspace(tmp_path, monkeypatch, mlflow_uri):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(PARAMS)
+    (tmp_path / "params.yaml").write_text(complete_params(PARAMS))
     (tmp_path / "data/tokens/names-char").mkdir(parents=True)
     write_dataset(tmp_path / "data/tokens/names-char")
     return tmp_path

@@ -15,7 +15,7 @@ from pipeline.io import read_json
 from stages import train as stage
 from tests.conftest import REPO_ROOT
 from tests.mlflow_ui import free_port, mlflow_server
-from tests.train_helpers import write_dataset
+from tests.train_helpers import complete_params, write_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ train:
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(PARAMS)
+    (tmp_path / "params.yaml").write_text(complete_params(PARAMS))
     (tmp_path / "data/tokens/names-char").mkdir(parents=True)
     write_dataset(tmp_path / "data/tokens/names-char")
     return tmp_path

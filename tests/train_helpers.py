@@ -56,3 +56,17 @@ def tiny_model(vocab_size: int, cell: str = "lstm", direction: str = "uni", seed
     config = dict(cell=cell, embedding_size=8, hidden_size=16, direction=direction)
     config.update(fields)
     return build_model(ModelConfig(**config), vocab_size)
+
+
+def complete_params(text: str) -> str:
+    """A params file's text with every shared ``train.*`` key written out (defaults where the text has none),
+    as a real params.yaml must have them."""
+    import yaml
+
+    from pipeline.config import to_plain
+
+    raw = yaml.safe_load(text)
+    if isinstance(raw.get("train"), dict):
+        defaults = to_plain(TrainSettings())
+        raw["train"] = {**{k: v for k, v in defaults.items() if k not in raw["train"]}, **raw["train"]}
+    return yaml.safe_dump(raw, sort_keys=False)

@@ -137,8 +137,28 @@ def parse_params(raw: Any, where: str, required: tuple[str, ...] = ()) -> Params
     for name in required:
         if name not in sections:
             raise ConfigError(f"{where}: missing section {name!r} (valid: {valid})")
+    _check_train_keys(raw.get("train"), where)
     _check_references(sections, where)
     return Params(where, sections)
+
+
+def _check_train_keys(train: Any, where: str) -> None:
+    """Every shared ``train.*`` setting must be written out: DVC tracks each one by name (``dvc exp run -S``),
+    and a key filled in silently from a default would change with seqlab's code, not with the params file."""
+    if not isinstance(train, dict):
+        return
+    missing = [f.name for f in dataclasses.fields(TrainSettings) if f.name not in train]
+    if missing:
+        shown = ", ".join(f"{name}: {_default(TrainSettings, name)!r}" for name in missing[:4])
+        more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        raise ConfigError(f"{where}: train: missing key(s) {', '.join(missing)}; write each one out, e.g. with its "
+                          f"default ({shown}{more}; all in the repository's params.yaml)")
+
+
+def _default(cls: type, name: str) -> Any:
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    value = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+    return to_plain(value)
 
 
 def _check_references(sections: dict[str, Any], where: str) -> None:

@@ -31,11 +31,26 @@ def read_text(path: Path) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
+        if looks_binary(data):
+            raise TextCorpusError(
+                f"{path}: a binary file, not text (byte 0x{data[e.start]:02x} at offset {e.start} is not UTF-8); "
+                f"point the corpus at a text file"
+            ) from None
         raise TextCorpusError(
             f"{path}: not valid UTF-8 at byte offset {e.start} (byte 0x{data[e.start]:02x}); "
             f"convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
         ) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def looks_binary(data: bytes, sample: int = 8192) -> bool:
+    """True for bytes that are no text in any 8-bit encoding: a NUL byte, or more than 10% control bytes
+    other than tab, newline, carriage return and form feed, in the first ``sample`` bytes."""
+    head = data[:sample]
+    if b"\0" in head:
+        return True
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13) or b == 127)
+    return controls > 0.1 * max(len(head), 1)
 
 
 def to_records(text: str, record: str, pattern: str | None = None) -> list[str]:

@@ -36,7 +36,14 @@ QPM = 120  # tempo of decoded files (the grid counts quarter notes, not seconds)
 
 
 class MidiCorpusError(UserError):
-    """A MIDI corpus that yields no usable dataset; the message says why and what to change."""
+    """A MIDI corpus that yields no usable dataset; the message says why and what to change.
+
+    ``skipped`` holds every file that could not be used, with its reason, for the stage to write out.
+    """
+
+    def __init__(self, message: str, skipped: list[Skipped] | None = None) -> None:
+        super().__init__(message)
+        self.skipped = list(skipped or [])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,12 +208,14 @@ def encode_corpus(raw_dir: Path, cfg: EncodeMidiConfig, name: str = "midi", work
 
 def _check_skipped(raw_dir: Path, n_files: int, skipped: list[Skipped], max_share: float, where: str) -> None:
     examples = "; ".join(f"{s.file}: {s.reason}" for s in skipped[:3])
+    if len(skipped) > 3:
+        examples += f"; and {len(skipped) - 3} more"
     if len(skipped) == n_files:
-        raise MidiCorpusError(f"{raw_dir}: none of the {n_files} MIDI files is usable ({examples})")
+        raise MidiCorpusError(f"{raw_dir}: none of the {n_files} MIDI files is usable ({examples})", skipped)
     if len(skipped) / n_files > max_share:
         raise MidiCorpusError(
             f"{raw_dir}: {len(skipped)} of {n_files} MIDI files skipped ({len(skipped) / n_files:.0%} > "
-            f"{where}.max_skipped_share {max_share:.0%}); e.g. {examples}"
+            f"{where}.max_skipped_share {max_share:.0%}); e.g. {examples}", skipped
         )
 
 

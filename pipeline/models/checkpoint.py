@@ -77,10 +77,15 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:  # a programming error in the caller, not a user's
         raise ValueError(f"checkpoint payload lacks {missing}; start from checkpoint_payload(model)")
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())  # the rename must not land before the data (power loss, kill -9 of the VM)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())  # the rename must not land before the data (power loss, kill -9 of the VM)
+    except (OSError, RuntimeError) as e:  # torch's writer reports a full disk as RuntimeError
+        reason = (getattr(e, "strerror", None) or str(e).splitlines()[0] if str(e) else type(e).__name__)[:200]
+        raise CheckpointError(f"{path}: could not write the checkpoint ({reason}); the previous file, if any, is "
+                              f"unchanged: free disk space (or raise the file size limit) and rerun") from e
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -3,7 +3,8 @@
 :class:`TaskRuns` opens one tracking run per trained model of a task (experiment = the task's name,
 run = the model's name) and keeps them open until the task's figures exist, so that every run holds the
 comparison plot it is part of.  Leaving the ``with`` block by an exception marks every open run FAILED
-(KILLED for an interrupt) with the reason; otherwise FINISHED.
+(KILLED for Ctrl-C or SIGTERM) with the reason; otherwise FINISHED: the rule of
+:mod:`pipeline.tracking.lifecycle`, which every stage follows.
 """
 
 from __future__ import annotations
@@ -55,23 +56,19 @@ class TaskRuns:
             for path in paths:
                 tracker.log_artifact(path, artifact_path)
 
-    def close(self, status: str = "FINISHED", reason: str | None = None) -> None:
+    def close(self, error: BaseException | None = None) -> None:
+        """End every open run as ``error`` says (None: FINISHED), by the rule of :mod:`pipeline.tracking.lifecycle`."""
+        from pipeline.tracking.lifecycle import end_run
+
         trackers, self.trackers = self.trackers, []
         for tracker in trackers:
-            tracker.finish(status, reason)
+            end_run(tracker, error)
 
     def __enter__(self) -> TaskRuns:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
-        if error is None:
-            self.close()
-            return
-        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-        try:
-            self.close(status, (str(error).splitlines() or [status])[0][:500])
-        except Exception as e:  # never hide the original error behind a tracking one
-            print(f"seqlab: warning: could not mark the tracking runs {status}: {e}", flush=True)
+        self.close(error)
 
 
 def numbers(metrics: Mapping[str, Any]) -> dict[str, float]:

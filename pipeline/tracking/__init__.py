@@ -47,7 +47,9 @@ class Tracker(Protocol):
 
     def flush(self) -> None: ...
 
-    def finish(self, status: str = "FINISHED", reason: str | None = None) -> None: ...
+    def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
+        """Flush and end the run with ``status``; a second call does nothing (the first end wins)."""
+        ...
 
 
 class NullTracker:
@@ -83,7 +85,8 @@ class NullTracker:
         pass
 
     def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
-        self.status, self.reason = status, reason
+        if self.status is None:  # the first end wins, as for a real run
+            self.status, self.reason = status, reason
 
 
 def default_tracking_uri(root: str | Path | None = None) -> str:

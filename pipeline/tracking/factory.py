@@ -12,9 +12,12 @@ from pipeline.tracking import NullTracker, Tracker
 
 
 def open_tracker(kind: str, experiment: str, run_name: str, *, run_id: str | None = None,
-                 tags: Mapping[str, str] | None = None, tracking_uri: str | None = None) -> Tracker:
-    """``kind`` mlflow: a new run named ``run_name`` in ``experiment`` (or run ``run_id`` reopened, tags
-    updated); ``none``: a :class:`NullTracker`.  mlflow is imported here, lazily."""
+                 tags: Mapping[str, str] | None = None, tracking_uri: str | None = None,
+                 mode: str = "append") -> Tracker:
+    """``kind`` mlflow: a new run named ``run_name`` in ``experiment``, or run ``run_id`` reopened (tags
+    updated) in ``mode`` ``append`` (add figures, status untouched) or ``continue`` (train on in it): see
+    ``MlflowTracker.resume``; ``none``: a :class:`NullTracker`.  mlflow is imported here, lazily.
+    End the run with :func:`pipeline.tracking.lifecycle.tracked_run`."""
     if kind == "none":
         return NullTracker()
     if kind != "mlflow":
@@ -22,7 +25,7 @@ def open_tracker(kind: str, experiment: str, run_name: str, *, run_id: str | Non
     from pipeline.tracking.mlflow_tracker import MlflowTracker
 
     if run_id:
-        tracker = MlflowTracker.resume(run_id, tracking_uri=tracking_uri)
+        tracker = MlflowTracker.resume(run_id, tracking_uri=tracking_uri, mode=mode)
         if tags:
             tracker.set_tags(tags)
         return tracker

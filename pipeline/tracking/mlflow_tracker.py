@@ -31,11 +31,13 @@ import hashlib
 import logging
 import os
 import queue
+import re
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,9 +45,11 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.errors import UserError
+from pipeline.errors import SeqlabWarning, UserError
 from pipeline.tracking import RUN_STATUSES, default_tracking_uri
+from pipeline.tracking.tags import HOST_TAG, PID_TAG, process_gone, process_tags
 
 METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
 #: Seconds to wait for a tracking server's /health when a run opens (``SEQLAB_TRACKING_TIMEOUT`` overrides).
@@ -62,9 +66,11 @@ class MlflowTracker:
     """Logs one MLflow run.  Create it with :meth:`start` (a new run) or :meth:`resume` (an existing run id)."""
 
     def __init__(self, client: MlflowClient, uri: str, run_id: str, experiment_id: str,
-                 flush_seconds: float = 30.0) -> None:
+                 flush_seconds: float = 30.0, *, mode: str = "new", prior_status: str | None = None) -> None:
         self.client, self.uri, self.run_id, self.experiment_id = client, uri, run_id, experiment_id
         self.flush_seconds = flush_seconds
+        self.mode, self.prior_status = mode, prior_status  # see resume()
+        self.status: str | None = None  # set once the run has been ended by finish()
         self._buffer: list[tuple[str, float, int, int]] = []
         self._last_flush = time.monotonic()
         self._writer = _BatchWriter(self)
@@ -80,18 +86,33 @@ class MlflowTracker:
         uri = tracking_uri or default_tracking_uri()
         client = open_client(uri)
         experiment_id = _experiment_id(client, experiment, uri)
-        tags = {"mlflow.runName": run_name, **(tags or {})}
+        close_orphans(client, uri, experiment_id)
+        tags = {"mlflow.runName": run_name, **(tags or {}), **process_tags()}
         run = _call(uri, lambda: client.create_run(experiment_id, run_name=run_name, tags=dict(tags)))
         return cls(client, uri, run.info.run_id, experiment_id, flush_seconds)
 
     @classmethod
-    def resume(cls, run_id: str, *, tracking_uri: str | None = None, flush_seconds: float = 30.0) -> MlflowTracker:
-        """Reopen run ``run_id`` (marked RUNNING again) to append to it."""
+    def resume(cls, run_id: str, *, tracking_uri: str | None = None, flush_seconds: float = 30.0,
+               mode: str = "append") -> MlflowTracker:
+        """Reopen run ``run_id`` to add to it.
+
+        ``mode="append"`` (the evaluate stage adding its figures to the training run): the run's status is
+        left as it is, before, during and after, whatever happens; a failure is recorded as the tag
+        ``last_error``.  ``mode="continue"`` (``--resume``: more training in the same run): the run is RUNNING
+        again while this process trains and ends as the training ends, except that a failure never turns a
+        FINISHED run into FAILED or KILLED (it stays FINISHED, with ``last_error``).
+        """
+        if mode not in ("append", "continue"):
+            raise ValueError(f"mode {mode!r} is not append or continue")
         uri = tracking_uri or default_tracking_uri()
         client = open_client(uri)
         run = _call(uri, lambda: client.get_run(run_id))
-        _call(uri, lambda: client.update_run(run_id, status="RUNNING"))
-        return cls(client, uri, run_id, run.info.experiment_id, flush_seconds)
+        close_orphans(client, uri, run.info.experiment_id)
+        prior = _call(uri, lambda: client.get_run(run_id)).info.status
+        if mode == "continue":
+            _call(uri, lambda: client.log_batch(run_id, tags=[RunTag(k, v) for k, v in process_tags().items()]))
+            _call(uri, lambda: client.update_run(run_id, status="RUNNING"))
+        return cls(client, uri, run_id, run.info.experiment_id, flush_seconds, mode=mode, prior_status=prior)
 
     # ------------------------------------------------------------------ the Tracker protocol
 
@@ -142,10 +163,15 @@ class MlflowTracker:
         logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
         # log_model needs an active run; leaving the block ends it (FINISHED), so re-mark it RUNNING:
         # finish() sets the real final status.
-        with mlflow.start_run(run_id=self.run_id):
-            mlflow.pytorch.log_model(model, name=name, serialization_format="pickle",
-                                     pip_requirements=list(pip_requirements), code_paths=list(code_paths) or None)
-        self.client.update_run(self.run_id, status="RUNNING")
+        def log() -> None:
+            with mlflow.start_run(run_id=self.run_id):
+                mlflow.pytorch.log_model(model, name=name, serialization_format="pickle",
+                                         pip_requirements=list(pip_requirements), code_paths=list(code_paths) or None)
+
+        try:
+            _call(self.uri, log)
+        finally:
+            _call(self.uri, lambda: self.client.update_run(self.run_id, status="RUNNING"))
 
     def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
         """Flush, record ``reason`` (tag ``failure_reason``) and set the run's final status.
@@ -155,6 +181,9 @@ class MlflowTracker:
         """
         if status not in RUN_STATUSES:
             raise ValueError(f"status {status!r} is not one of {RUN_STATUSES}")
+        if self.status is not None:  # already ended: the first end wins
+            return
+        self.status = status
         error = None
         try:
             self.flush(wait=True)
@@ -162,12 +191,23 @@ class MlflowTracker:
             error, status, reason = e, "FAILED", reason or f"metrics not written: {e}"
         finally:
             self._writer.close()
+        final = self._final_status(status)
         if reason:
-            self.set_tags({"failure_reason": reason[:MAX_VALUE_LENGTH]})
-        _call(self.uri, lambda: self.client.set_terminated(self.run_id, status=RunStatus.to_string(
-            RunStatus.from_string(status))))
+            tag = "failure_reason" if final == status else "last_error"
+            self.set_tags({tag: reason[:MAX_VALUE_LENGTH]})
+        if final is not None:
+            _call(self.uri, lambda: self.client.set_terminated(self.run_id, status=RunStatus.to_string(
+                RunStatus.from_string(final))))
         if error is not None:
             raise error
+
+    def _final_status(self, status: str) -> str | None:
+        """The status to set when this process ends the run with ``status``; None: leave it as it is."""
+        if self.mode == "append":
+            return None
+        if self.mode == "continue" and status != "FINISHED" and self.prior_status == "FINISHED":
+            return "FINISHED"
+        return status
 
     # ------------------------------------------------------------------ helpers
 
@@ -287,10 +327,55 @@ def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
 def _call(uri: str, fn):
     try:
         return fn()
-    except MlflowException as e:
-        message = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
-        raise TrackingError(f"MLflow store {uri}: {message} (check MLFLOW_TRACKING_URI or set train.tracking: none)"
-                            ) from e
+    except (MlflowException, SQLAlchemyError) as e:
+        raise TrackingError(f"MLflow store {uri}: {store_error_message(e)} "
+                            f"(check MLFLOW_TRACKING_URI or set train.tracking: none)") from e
+
+
+#: What a database driver says, e.g. "(sqlite3.OperationalError) attempt to write a readonly database".
+_DRIVER_ERROR = re.compile(r"\((?:sqlite3|psycopg2?|pymysql|MySQLdb)[\w.]*\) ([^\n\[]+)")
+
+
+def store_error_message(error: BaseException) -> str:
+    """One line for a store failure: the database driver's own words when they are anywhere in the error or
+    its causes (SQLAlchemy's first line is often advice about autoflush), else the error's first line."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        match = _DRIVER_ERROR.search(str(current))
+        if match:
+            return match.group(1).strip()[:300]
+        if type(current).__module__.startswith(("sqlite3", "psycopg", "pymysql")):
+            return str(current).splitlines()[0][:300]
+        current = current.__cause__ or current.__context__
+    return (str(error).splitlines() or [type(error).__name__])[0][:300] or type(error).__name__
+
+
+def close_orphans(client: MlflowClient, uri: str, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of ``experiment_id`` whose process is gone (see
+    :func:`pipeline.tracking.tags.process_gone`: only this machine's runs can be checked); one warning line
+    each.  Returns their run ids."""
+    runs = _call(uri, lambda: client.search_runs(
+        [experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{process_tags()[HOST_TAG]}'",
+        max_results=1000))
+    closed = []
+    for run in runs:
+        if not process_gone(run.data.tags):
+            continue
+        pid = run.data.tags.get(PID_TAG)
+        reason = f"process {pid} on {run.data.tags.get(HOST_TAG)} ended without closing the run (killed)"
+        _call(uri, lambda run=run, reason=reason: client.log_batch(
+            run.info.run_id, tags=[RunTag("failure_reason", reason)]))
+        _call(uri, lambda run=run: client.set_terminated(run.info.run_id, status="KILLED"))
+        warnings.warn(f"marked run {run.info.run_name!r} ({run.info.run_id[:8]}) KILLED: its process {pid} is gone",
+                      OrphanRunWarning, stacklevel=2)
+        closed.append(run.info.run_id)
+    return closed
+
+
+class OrphanRunWarning(SeqlabWarning):
+    """A run left RUNNING by a process that no longer exists was marked KILLED."""
 
 
 

@@ -57,3 +57,60 @@ def run_tags(root: str | Path, data_files: Iterable[str | Path], device: str, ex
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     tags.update(extra or {})
     return tags
+
+
+#: Tags that say which process owns a run, so that a later stage can tell a live run from one whose process
+#: was killed (``kill -9``, a lost machine) and close it: see :func:`process_gone`.
+PID_TAG, HOST_TAG, BOOT_TAG, START_TAG = "seqlab.pid", "seqlab.host", "seqlab.boot_id", "seqlab.pid_start"
+
+
+def process_tags(pid: int | None = None) -> dict[str, str]:
+    """The tags naming this process (or ``pid``): process id, host name, boot id and the process start time."""
+    import socket
+
+    pid = pid or os.getpid()
+    return {PID_TAG: str(pid), HOST_TAG: socket.gethostname(), BOOT_TAG: _boot_id(),
+            START_TAG: _start_ticks(pid) or "unknown"}
+
+
+def process_gone(tags: dict[str, str]) -> bool:
+    """True when the process named by ``tags`` (see :func:`process_tags`) has certainly ended.
+
+    Only a process of this very machine and boot can be checked (same host name and boot id); anything
+    else counts as alive.  A reused process id is told apart by the process start time.
+    """
+    if PID_TAG not in tags or tags.get(HOST_TAG) != process_tags()[HOST_TAG] or tags.get(BOOT_TAG) != _boot_id():
+        return False
+    try:
+        pid = int(tags[PID_TAG])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    start = _start_ticks(pid)
+    if start is None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    recorded = tags.get(START_TAG, "unknown")
+    return recorded != "unknown" and recorded != start
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The process start time in clock ticks since boot (``/proc/<pid>/stat`` field 22); None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]

@@ -3,7 +3,7 @@
 ``from pipeline.training import fit`` trains one model; see :mod:`pipeline.training.loop`.
 """
 
-from pipeline.training.loop import FitResult, LoopState, TrainingDivergedError, fit
+from pipeline.training.loop import FitResult, LoopState, Trainer, TrainingDivergedError, fit
 from pipeline.training.outputs import OUTPUTS, output_path
 
-__all__ = ["OUTPUTS", "FitResult", "LoopState", "TrainingDivergedError", "fit", "output_path"]
+__all__ = ["OUTPUTS", "FitResult", "LoopState", "Trainer", "TrainingDivergedError", "fit", "output_path"]

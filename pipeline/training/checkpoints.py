@@ -17,9 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.models.checkpoint import checkpoint_payload, load_checkpoint, save_checkpoint
+from pipeline.models.checkpoint import CheckpointError, checkpoint_payload, load_checkpoint, save_checkpoint
 
 TRAINING_KIND = "training"
+
+
+class ResumeMismatchError(CheckpointError):
+    """A training checkpoint written for other model or train settings than the current ones."""
 
 
 def capture_rng() -> dict[str, Any]:
@@ -79,8 +83,6 @@ def save_best_model(path: str | Path, model: nn.Module, **meta: Any) -> None:
 
 def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """A training checkpoint, on the CPU; :class:`CheckpointError` if it is not one."""
-    from pipeline.models.checkpoint import CheckpointError
-
     payload = load_checkpoint(path, map_location="cpu")
     if payload.get("kind") != TRAINING_KIND:
         raise CheckpointError(f"{path}: a model checkpoint, not a training checkpoint (resume from checkpoint.pt)")

@@ -37,6 +37,7 @@ from pipeline.errors import UserError
 from pipeline.evaluation.loss import batch_loss, directions, evaluate_split
 from pipeline.runtime import resolve_device
 from pipeline.tracking import NullTracker, Tracker
+from pipeline.tracking.lifecycle import end_run
 from pipeline.training import checkpoints as ckpt
 from pipeline.training import distributed
 from pipeline.training.batching import DataTooSmallError, TrainBatches
@@ -92,13 +93,19 @@ def fit(model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, settings: 
     ``render_samples(sequences, folder)`` turns sampled ids into files (text, MIDI, PNG) to log at every
     validation; ``char_level`` adds bits per character (``val_bpc``) to the validation figures.
     """
-    return Trainer(model, train_ids, val_ids, settings, Path(out_dir), tracker or NullTracker(), render_samples,
-                   char_level).run(resume)
+    trainer = Trainer(model, train_ids, val_ids, settings, Path(out_dir), render_samples, char_level)
+    if resume:
+        trainer.restore()
+    return trainer.run(tracker or NullTracker())
 
 
 class Trainer:
+    """One training run.  Building it checks the data and settings and :meth:`restore` checks the checkpoint,
+    both before :meth:`run` is given a tracker: a stage opens its tracking run only once the inputs are good.
+    """
+
     def __init__(self, model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, s: TrainSettings,
-                 out_dir: Path, tracker: Tracker, render_samples: SampleRenderer | None, char_level: bool) -> None:
+                 out_dir: Path, render_samples: SampleRenderer | None = None, char_level: bool = False) -> None:
         self.s, self.out_dir = s, out_dir
         self.dist = distributed.context()  # rank 0 of 1 unless started by torchrun
         self.device = torch.device(distributed.device_for(self.dist, resolve_device(s.device)))
@@ -120,13 +127,22 @@ class Trainer:
         self.directions = directions(self.model)
         self.meter = StepMeter(s.log_every_steps, len(self.directions), s.clip, s.clip_threshold)
         self.loop = LoopState(sums=[0.0] * len(self.directions), counts=[0] * len(self.directions))
-        self.reporter = Reporter(self, tracker, render_samples, char_level)
+        self.reporter = Reporter(self, NullTracker(), render_samples, char_level)
         self.carried: Any = None
+        self._rng: dict[str, Any] | None = None  # RNG states of a restored checkpoint, restored when the run starts
 
     # ------------------------------------------------------------------ the run
 
-    def run(self, resume: bool) -> FitResult:
-        rng = self._restore() if resume else None
+    def restore(self) -> bool:
+        """Load ``checkpoint.pt`` if there is one (call before :meth:`run`); False when there is none."""
+        self._rng = self._restore()
+        return self._rng is not None
+
+    def run(self, tracker: Tracker | None = None) -> FitResult:
+        """Train until a stop rule; the tracker's run ends with the training, however it ends."""
+        if tracker is not None:
+            self.reporter.tracker = tracker
+        rng = self._rng
         if not rng:
             self.loop.threads = choose_threads(self.s.threads, self.device, self._probe)
         else:
@@ -141,14 +157,8 @@ class Trainer:
         try:
             stop = self._epochs()
             return self.reporter.finish(stop)
-        except TrainingDivergedError as e:
-            self.reporter.fail("FAILED", str(e))
-            raise
-        except KeyboardInterrupt:
-            self.reporter.fail("KILLED", "interrupted")
-            raise
-        except Exception as e:
-            self.reporter.fail("FAILED", f"{type(e).__name__}: {e}")
+        except BaseException as e:  # FAILED, or KILLED for Ctrl-C/SIGTERM; the last checkpoint stays as it was
+            end_run(self.reporter.tracker, e)
             raise
         finally:
             self.progress.close()
@@ -272,13 +282,19 @@ class Trainer:
             print(f"seqlab: no checkpoint at {path}; starting from scratch", flush=True)
             return None
         payload = ckpt.load_training_checkpoint(path)
-        self.model.load_state_dict(payload["model_state"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        if self.scheduler is not None and payload["scheduler"] is not None:
-            self.scheduler.load_state_dict(payload["scheduler"])
-        self.loop = LoopState(**payload["loop"])
-        self.carried = ckpt.to_device(payload["carried_state"], self.device)
-        return payload["rng"]
+        try:
+            self.model.load_state_dict(payload["model_state"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            if self.scheduler is not None and payload["scheduler"] is not None:
+                self.scheduler.load_state_dict(payload["scheduler"])
+            self.loop = LoopState(**payload["loop"])
+            self.carried = ckpt.to_device(payload["carried_state"], self.device)
+            return payload["rng"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # another shape, optimizer or seqlab version
+            reason = (str(e).replace("\n", " ").replace("\t", "") or type(e).__name__)[:200]
+            raise ckpt.ResumeMismatchError(
+                f"{path}: the checkpoint does not fit the current model and train settings ({reason}); "
+                f"restore the settings it was trained with, or delete it to start from scratch") from e
 
     def _probe(self):
         """Seconds per training step on a throwaway copy of the model, for the thread-count choice."""

@@ -136,12 +136,6 @@ class Reporter:
         self.tracker.finish("FINISHED")
         return FitResult(metrics, stop, self.t.out_dir, self.tracker.run_id)
 
-    def fail(self, status: str, reason: str) -> None:
-        try:
-            self.tracker.finish(status, reason.splitlines()[0][:500] if reason else status)
-        except Exception as e:  # never hide the original error behind a tracking one
-            print(f"seqlab: warning: could not mark the tracking run {status}: {e}", flush=True)
-
     def final_metrics(self, stop: str) -> dict[str, Any]:
         loop = self.t.loop
         best = next((r for r in loop.epochs if r["step"] == loop.best_step), loop.epochs[-1] if loop.epochs else {})
