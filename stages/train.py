@@ -3,7 +3,8 @@
 Reads ``data/tokens/<dataset>/{vocab.json,train.npy,val.npy}``, builds the model, opens the tracking run
 (one MLflow experiment per dataset, one run per variant) and calls :func:`pipeline.training.fit`.  The
 run id goes to ``<out>/mlflow_run.json`` so the evaluate stage logs into the same run; ``--resume``
-continues from ``<out>/checkpoint.pt`` in that same run.
+continues from ``<out>/checkpoint.pt`` in that same run, and ``--resume auto`` (dvc.yaml's command) does so
+when the checkpoint is an unfinished run of the same settings and data (:mod:`pipeline.training.resume`).
 
 Started by ``torchrun --nproc_per_node N -m stages.train ...`` it trains the run data-parallel across N
 processes (see :mod:`pipeline.training.distributed`): rank 0 alone opens the MLflow run and writes files.
@@ -21,7 +22,7 @@ from stages._common import run_main
 RUN_FILE = "mlflow_run.json"
 
 
-def run(params_path: str, name: str, data: str, out: str, resume: bool = False) -> int:
+def run(params_path: str, name: str, data: str, out: str, resume: bool | str = False) -> int:
     from pipeline import io
     from pipeline.config import flatten, load_params, to_plain
     from pipeline.evaluation.render import sample_renderer
@@ -31,6 +32,7 @@ def run(params_path: str, name: str, data: str, out: str, resume: bool = False) 
     from pipeline.tracking.factory import open_tracker
     from pipeline.tracking.lifecycle import tracked_run
     from pipeline.training import Trainer, distributed
+    from pipeline.training.resume import plan_resume, training_fingerprint
     from pipeline.vocab import Vocabulary
 
     # Everything a user can get wrong is checked before the tracking run opens: a typo leaves no FAILED run.
@@ -46,11 +48,15 @@ def run(params_path: str, name: str, data: str, out: str, resume: bool = False) 
     train_ids, val_ids = (io.read_tokens(data_dir / f"{split}.npy") for split in ("train", "val"))
     set_seed(settings.seed)
     model = build_model(cfg.model, len(vocab))
+    inputs = [data_dir / f for f in ("vocab.json", "train.npy", "val.npy")]
     trainer = Trainer(model, train_ids, val_ids, settings, out_dir, render_samples=sample_renderer(vocab),
-                      char_level=vocab.meta.get("level") == "char")
-    if resume:
+                      char_level=vocab.meta.get("level") == "char",
+                      fingerprint=training_fingerprint(settings, cfg.model, inputs))
+    mode = "auto" if resume == "auto" else "required" if resume else "never"
+    plan = plan_resume(out_dir, trainer.fingerprint, settings, mode, owner=ctx.is_main)
+    if plan.resume:
         trainer.restore()
-    previous = io.read_json(out_dir / RUN_FILE) if resume and (out_dir / RUN_FILE).exists() else {}
+    previous = {"run_id": plan.run_id} if plan.resume else {}
     tags = run_tags(Path.cwd(), [data_dir / f for f in ("vocab.json", "train.npy", "val.npy")], device,
                     {"seqlab_run": name, "dataset": cfg.dataset, "variant": cfg.variant, "cell": cfg.model.cell})
     tracking = settings.tracking if ctx.is_main else "none"  # one MLflow run per job, kept by rank 0
@@ -83,6 +89,12 @@ def _run_info(tracker, experiment: str, run_name: str) -> dict:
             "experiment_id": getattr(tracker, "experiment_id", None), "tracking_uri": getattr(tracker, "uri", None)}
 
 
+def _auto(value: str) -> str:
+    if value != "auto":
+        raise argparse.ArgumentTypeError(f"{value!r}: the one value is auto (plain --resume needs the checkpoint)")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
@@ -92,7 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="a key of train.runs, e.g. austen-char-lstm (spell it --train-run after torchrun)")
     parser.add_argument("--data", required=True, help="the dataset folder, data/tokens/<dataset>")
     parser.add_argument("--out", required=True, help="output folder, models/<dataset>/<variant>")
-    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt, in the same run")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, type=_auto, metavar="auto",
+                        help="continue from <out>/checkpoint.pt in the same run; stop (exit 2) if it was trained with "
+                        "other settings or data. --resume auto (what dvc.yaml runs): continue an unfinished run of "
+                        "the same settings and data, else start fresh")
     args = parser.parse_args(argv)
     return run_main(lambda: run(args.params, args.run, args.data, args.out, args.resume))
 

@@ -23,8 +23,7 @@ through a DDP wrapper (``self.train_model``) that averages gradients; only rank 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,42 +46,13 @@ from pipeline.training.optim import build_optimizer, build_scheduler, clip_gradi
 from pipeline.training.outputs import output_path
 from pipeline.training.progress import Progress, progress_enabled
 from pipeline.training.reporting import Reporter
+from pipeline.training.state import FitResult, LoopState, stop_rule_met
 
 SampleRenderer = Callable[[list[list[int]], Path], list[Path]]
 
 
 class TrainingDivergedError(UserError, FloatingPointError):
     """The loss or a gradient became NaN/Inf; the message names the step and the checkpoint kept."""
-
-
-@dataclasses.dataclass
-class LoopState:
-    """Where the loop is; saved in every checkpoint (plain values only)."""
-
-    step: int = 0
-    epoch: int = 0
-    position: int = 0  # batches already taken in ``epoch``
-    best_val_loss: float = math.inf
-    best_step: int = -1
-    bad_validations: int = 0
-    last_val_step: int = -1
-    threads: int = 0
-    run_id: str | None = None
-    train_seconds: float = 0.0
-    tracking_seconds: float = 0.0  # time inside tracker calls during the loop (metrics, sample artifacts)
-    tokens: int = 0  # predicted tokens trained on
-    sums: list[float] = dataclasses.field(default_factory=list)  # train loss since the last validation
-    counts: list[int] = dataclasses.field(default_factory=list)
-    epochs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    intervals: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
-class FitResult:
-    metrics: dict[str, Any]
-    stop_reason: str  # completed | early_stopping | max_steps | time_budget
-    out_dir: Path
-    run_id: str | None
 
 
 def fit(model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, settings: TrainSettings,
@@ -105,8 +75,10 @@ class Trainer:
     """
 
     def __init__(self, model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, s: TrainSettings,
-                 out_dir: Path, render_samples: SampleRenderer | None = None, char_level: bool = False) -> None:
+                 out_dir: Path, render_samples: SampleRenderer | None = None, char_level: bool = False,
+                 fingerprint: Mapping[str, str] | None = None) -> None:
         self.s, self.out_dir = s, out_dir
+        self.fingerprint = dict(fingerprint or {})  # what shaped this run (see .resume); in every checkpoint
         self.dist = distributed.context()  # rank 0 of 1 unless started by torchrun
         self.device = torch.device(distributed.device_for(self.dist, resolve_device(s.device)))
         self.model = model.to(self.device).train()
@@ -164,11 +136,12 @@ class Trainer:
             self.progress.close()
 
     def _epochs(self) -> str:
-        while self.loop.epoch < self.s.epochs:
+        stop = stop_rule_met(vars(self.loop), self.s)  # a resumed run that already stopped takes no further step
+        if stop in ("max_steps", "time_budget") and self.loop.last_val_step != self.loop.step:
+            stop = self._validate() or stop  # its checkpoint was written just before the final validation
+        while not stop and self.loop.epoch < self.s.epochs:
             stop = self._epoch()
-            if stop:
-                return stop
-        return "completed"
+        return stop or "completed"
 
     def _epoch(self) -> str | None:
         state = self.carried if self.loop.position else None  # a stream restarts at every epoch
@@ -271,6 +244,7 @@ class Trainer:
             "carried_state": ckpt.to_cpu(state),
             "loop": dataclasses.asdict(self.loop),
             "settings": to_plain(self.s),
+            "fingerprint": self.fingerprint,
         }
         ckpt.save_training_checkpoint(output_path(self.out_dir, "checkpoint"), self.model, training)
         self.reporter.start_timer()
