@@ -2,12 +2,16 @@
 
 ``seqlab retrain`` (and ``make retrain``) runs :func:`retrain`; ``.github/workflows/retrain.yml`` is a thin
 wrapper around that command.  The check compares, for every metrics file DVC tracks, ``retrain.metric``
-(lower is better, e.g. ``val_perplexity``) with
+(lower is better; by default ``val.perplexity``, the evaluate stage's validation perplexity) with
 
-* the ``base`` revision, through ``dvc metrics diff --all --json <base>`` (CI passes the base branch), and
-* the registered champion ``seqlab-<dataset>@champion`` (with ``compare_champion``): the training metrics of
-  the variant that holds the title, ``models/<dataset>/<champion variant>/metrics.json``, against the value
-  recorded with the champion's version.
+* the same key of the same file at the ``base`` revision, through ``dvc metrics diff --all --json <base>``
+  (CI passes the base branch), and
+* the registered champion ``seqlab-<dataset>@champion`` (with ``compare_champion``), looked up before the
+  retraining: the report registers it with the evaluate stage's ``val.perplexity`` of
+  ``metrics/<dataset>/<variant>.json``, so it is compared with that very figure of the same variant, new.
+
+Without a tracking store (``MLFLOW_TRACKING_URI`` unset and no ``mlflow.db``, as on a CI runner without the
+secret) there is no champion to look up and the check rests on ``dvc metrics diff`` alone.
 
 A value more than ``max_regression`` (a fraction) above its reference is a regression: the table marks it and
 :func:`retrain` returns 1.  A metric with no reference (a new model, no champion yet) is listed, never failed.
@@ -68,11 +72,12 @@ def rows_from_diff(diff: Mapping[str, Mapping[str, Mapping[str, float | None]]],
 
 
 def with_champions(rows: Sequence[Row], champions: Mapping[str, tuple[str, float]]) -> list[Row]:
-    """Attach each dataset's champion value (``{dataset: (variant, value)}``) to that variant's training row."""
+    """Attach each dataset's champion value (``{dataset: (variant, value)}``) to the row of the figure it was
+    registered with: that variant's evaluation, ``metrics/<dataset>/<variant>.json``."""
     out = []
     for row in rows:
         held = champions.get(row.dataset or "")
-        if held and row.path == f"models/{row.dataset}/{held[0]}/metrics.json":
+        if held and row.path == f"metrics/{row.dataset}/{held[0]}.json":
             row = dataclasses.replace(row, champion=held[1])
         out.append(row)
     return out
@@ -104,26 +109,27 @@ def markdown(rows: Sequence[Row], cfg: RetrainConfig, base: str, failures: Seque
 
 
 def retrain(cfg: RetrainConfig, *, base: str | None = None, pull: bool = True, push: bool = True,
-            summary: str | Path | None = None, champions: Callable[[Sequence[str]], dict] | None = None,
-            run: Runner | None = None) -> int:
+            summary: str | Path | None = None, datasets: Sequence[str] = (),
+            champions: Callable[[Sequence[str]], dict] | None = None, run: Runner | None = None) -> int:
     """Pull, reproduce, push, compare; print the table (and append it to ``summary``); 1 on a regression.
 
     ``champions(datasets)`` returns ``{dataset: (variant, value)}``: by default read from the MLflow registry
-    when ``cfg.compare_champion``.
+    when ``cfg.compare_champion``, before ``dvc repro`` (whose report may crown a new champion).
     """
     run = run or run_command
     base = base or cfg.base
     dvc = [sys.executable, "-m", "dvc"]
     if pull:  # --allow-missing: a first run, or a stage output never pushed, is not an error
         run([*dvc, "pull", "--allow-missing"], False)
+    held = (champions or registered_champions)(sorted(datasets)) if cfg.compare_champion else {}
+    if cfg.compare_champion and not held:
+        print(f"retrain: no champion registered for {', '.join(datasets) or 'any dataset'} (or no tracking store): "
+              f"comparing with {base} only", file=sys.stderr)
     run([*dvc, "repro"], False)
     if push:
         run([*dvc, "push"], False)
     diff = run([*dvc, "metrics", "diff", "--all", "--json", base], True)
-    rows = rows_from_diff(json.loads(diff or "{}"), cfg.metric)
-    if cfg.compare_champion:
-        lookup = champions or registered_champions
-        rows = with_champions(rows, lookup(sorted({r.dataset for r in rows if r.dataset})))
+    rows = with_champions(rows_from_diff(json.loads(diff or "{}"), cfg.metric), held)
     failures = regressions(rows, cfg.max_regression)
     table = markdown(rows, cfg, base, failures)
     print(table, end="")
@@ -134,7 +140,13 @@ def retrain(cfg: RetrainConfig, *, base: str | None = None, pull: bool = True, p
 
 
 def registered_champions(datasets: Sequence[str]) -> dict[str, tuple[str, float]]:
-    """``{dataset: (variant, val_perplexity)}`` of each ``seqlab-<dataset>@champion`` in the MLflow registry."""
+    """``{dataset: (variant, val_perplexity)}`` of each ``seqlab-<dataset>@champion`` in the MLflow registry;
+    empty without a store to ask (no ``MLFLOW_TRACKING_URI`` and no ``mlflow.db``: none is created)."""
+    from pipeline.tracking import default_tracking_uri
+
+    uri = default_tracking_uri()
+    if not datasets or (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()):
+        return {}
     from pipeline.tracking.mlflow_tracker import champion_record
 
     found = {}

@@ -59,22 +59,32 @@ class EvaluateConfig:
 
 
 
-# --------------------------------------------------------------------------- retrain (issue 7)
+# --------------------------------------------------------------------------- retrain
+
+CHAMPION_METRIC = "val.perplexity"  # the figure the report registers a champion with, as dvc metrics diff names it
+
 
 @dataclasses.dataclass(frozen=True)
 class RetrainConfig:
     """The ``retrain`` section: what ``seqlab retrain`` (and .github/workflows/retrain.yml) accepts.
 
-    A retrained model fails the check when its ``metric`` (lower is better) is more than ``max_regression``
-    (a fraction: 0.05 = 5 %) worse than on the ``base`` revision (``dvc metrics diff``) or, with
-    ``compare_champion``, than the registered ``seqlab-<dataset>@champion``.
+    A retrained model fails the check when its ``metric`` (lower is better; a key as ``dvc metrics diff``
+    flattens it) is more than ``max_regression`` (a fraction: 0.05 = 5 %) worse than on the ``base`` revision
+    or, with ``compare_champion``, than the registered ``seqlab-<dataset>@champion``.  Both sides of each
+    comparison are one measurement: the champion is registered with the evaluate stage's validation
+    perplexity, ``val.perplexity`` of ``metrics/<dataset>/<variant>.json``, so that is the metric it is
+    compared on.
     """
 
     max_regression: float = 0.05
-    metric: str = "val_perplexity"
+    metric: str = "val.perplexity"
     base: str = "HEAD"  # git revision compared against locally; CI passes the base branch (--base)
     compare_champion: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_regression < 10:
             raise ValueError(f"max_regression must be a fraction in [0, 10), got {self.max_regression}")
+        if self.compare_champion and self.metric != CHAMPION_METRIC:
+            raise ValueError(f"compare_champion compares {CHAMPION_METRIC} (the evaluate stage's figure the champion "
+                             f"is registered with), not {self.metric!r}: set metric: {CHAMPION_METRIC}, or "
+                             f"compare_champion: false")

@@ -11,18 +11,23 @@ def _retrain(args: argparse.Namespace) -> int:
     from pipeline.config import RetrainConfig, load_params
     from pipeline.retrain import retrain
 
-    cfg = load_params(args.params).sections.get("retrain", RetrainConfig())
+    params = load_params(args.params)
+    cfg = params.sections.get("retrain", RetrainConfig())
+    runs = params.sections["train"].runs if "train" in params.sections else {}
     summary = args.summary or os.environ.get("GITHUB_STEP_SUMMARY") or None
-    return retrain(cfg, base=args.base, pull=not args.no_pull, push=not args.no_push, summary=summary)
+    return retrain(cfg, base=args.base, pull=not args.no_pull, push=not args.no_push, summary=summary,
+                   datasets=sorted({run.dataset for run in runs.values()}))
 
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "retrain", help="what CI runs: dvc pull, dvc repro, dvc push, then fail on a metric regression",
         description="Run `dvc pull --allow-missing`, `dvc repro` and `dvc push`, then compare params.yaml's "
-        "retrain.metric in every DVC metrics file with the base revision (`dvc metrics diff`) and with the "
-        "registered seqlab-<dataset>@champion. Prints a Markdown table (appended to $GITHUB_STEP_SUMMARY when set) "
-        "and exits 1 when a value is more than retrain.max_regression worse. .github/workflows/retrain.yml runs this.")
+        "retrain.metric (val.perplexity: the evaluate stage's figure) in every DVC metrics file with the same "
+        "figure at the base revision (`dvc metrics diff`) and with the seqlab-<dataset>@champion registered before "
+        "the retraining (registered with that same figure; skipped without a tracking store). Prints a Markdown "
+        "table (appended to $GITHUB_STEP_SUMMARY when set) and exits 1 when a value is more than "
+        "retrain.max_regression worse. .github/workflows/retrain.yml runs this.")
     p.add_argument("--params", default="params.yaml")
     p.add_argument("--base", help="git revision to compare with (default: retrain.base, e.g. HEAD or origin/main)")
     p.add_argument("--no-pull", action="store_true", help="skip `dvc pull` (the data is already here)")
