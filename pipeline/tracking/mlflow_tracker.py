@@ -259,6 +259,9 @@ def open_client(uri: str) -> MlflowClient:
     """A client whose store is ready: a server answered ``/health``, or a sqlite schema exists (created under a
     lock, so that concurrent first runs do not migrate the same new file twice)."""
     check_server(uri)
+    # MLflow logs every database error with its traceback before raising it; seqlab raises it as one line
+    # that keeps the driver's words (see store_error_message), so the duplicate log is turned off.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     if not uri.startswith("sqlite:///"):
         return MlflowClient(tracking_uri=uri)
     with _store_lock(uri):
