@@ -1,4 +1,4 @@
-"""Issue 6: what the curriculum's generic pieces cost against the plainest torch equivalent, in the same run.
+"""What the curriculum's generic pieces cost against the plainest torch equivalent, in the same run.
 
 1. ``brnn``: seqlab's concatenated BRNN (:class:`pipeline.models.brnn.BidirectionalStack`: a forward and a
    backward single-layer stack per layer, over any registry cell, reversing each row within its length) against

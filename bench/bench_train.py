@@ -10,7 +10,7 @@ end); the minimal loop's is the wall time of the same number of steps.  Then:
 * a phase breakdown of seqlab's step (forward+backward, clipping and norms, optimizer, statistics+logging);
 * peak resident memory of each loop, each in a fresh child process (after imports and after training).
 
-Configurations (issue 4): ``char``: LSTM 2x512, embedding 128, vocab 65, batch 64, window 128;
+Configurations: ``char``: LSTM 2x512, embedding 128, vocab 65, batch 64, window 128;
 ``word``: LSTM 2x650, embedding 650, vocab 10,000, batch 20, window 35; ``small``: the default matrix's 1x256
 (names, text); ``tiny``: the default chorales runs (1x256, vocab 380, batch 8, window 32).
 

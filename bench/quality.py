@@ -1,4 +1,4 @@
-"""Quality within a CPU budget (issue 8): tinyshakespeare characters and Penn Treebank words.
+"""Quality within a CPU budget: tinyshakespeare characters and Penn Treebank words.
 
 Runs the pipeline's own stages (download -> tokenize -> train -> evaluate) with ``bench/quality/params.yaml``,
 which points the download stage's ``path`` source at ../shared/data, into ``bench/out/quality/``; each run is an

@@ -1,4 +1,4 @@
-"""Training speed of the quality benchmark's configurations (issue 8, "Speed"), against the machine's ceiling.
+"""Training speed of the quality benchmark's configurations (BENCHMARKS.md, "Speed"), against the machine's ceiling.
 
 For each run of ``bench/quality/params.yaml`` (``shakespeare-144s``, ``shakespeare-10min``, ``ptb-15min``,
 ``ptb-60min``) the model, optimizer, clipping, schedule, batches and autocast are built with the functions

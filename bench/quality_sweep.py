@@ -6,7 +6,7 @@ tokens/s x 0.9 x seconds, the ``tokens`` field of each config), with the recipe 
 and inter-layer/output dropout, adaptive or (tied) full softmax, Adam, linear warm-up then cosine to 0 over the
 run, gradient norm clipped at 1, bf16 autocast; validation = whole stream, state carried (10 streams).  It
 is a stand-alone trainer (many configs side by side on one GPU); the results quoted as *the* benchmark come
-from the pipeline's own stages (bench/quality.py).  Results of the sweeps run for issue 8: sweep-results.json.
+from the pipeline's own stages (bench/quality.py).  Results of the sweeps behind BENCHMARKS.md: sweep-results.json.
 
     SEQLAB_DATA=../shared/data python bench/quality_sweep.py bench/quality/sweep2.json /tmp/sweep
 """

@@ -1,4 +1,4 @@
-"""DVC stage ``agreement`` (issue 6): long-range dependencies, accuracy against distance for rnn, gru, lstm.
+"""DVC stage ``agreement``: long-range dependencies, accuracy against distance for rnn, gru, lstm.
 
 Synthetic data only (params ``curriculum.agreement``): "the cat(s) <d fillers and attractor nouns> -> was/were".
 Writes ``accuracy.{csv,png}``, ``metrics.json`` and ``examples.txt`` to ``--out``; one MLflow run per

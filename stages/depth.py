@@ -1,4 +1,4 @@
-"""DVC stage ``depth`` (issue 6): deep RNNs, the same LM with 1, 2, 3 layers and the same number of steps.
+"""DVC stage ``depth``: deep RNNs, the same LM with 1, 2, 3 layers and the same number of steps.
 
 Reads ``data/tokens/<dataset>/{vocab.json,train.npy,val.npy}`` (params ``curriculum.depth`` and the shared
 ``train.*`` settings); trains each depth with :func:`pipeline.training.fit` into ``--out/runs/layers_<n>/``

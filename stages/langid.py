@@ -1,4 +1,4 @@
-"""DVC stage ``langid`` (issue 6): many-to-one, which language is this line in?
+"""DVC stage ``langid``: many-to-one, which language is this line in?
 
 Reads ``<raw>/<lang>.txt`` for every language of ``curriculum.langid`` (the ``languages`` corpus of the
 download stage); writes ``history.csv``, ``confusion.png`` and ``metrics.json`` to ``--out``; one MLflow run

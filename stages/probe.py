@@ -1,4 +1,4 @@
-"""DVC stage ``probe`` (issue 6): vanishing and exploding gradients, measured on real sequences.
+"""DVC stage ``probe``: vanishing and exploding gradients, measured on real sequences.
 
 Reads the trained variants ``models/<dataset>/<variant>/model.pt`` (params ``curriculum.probe``), a split of
 ``data/tokens/<dataset>/`` and the ``grad_norms.csv`` of a clipped and an unclipped training run; writes to

@@ -1,4 +1,4 @@
-"""DVC stage ``styles`` (issue 6): one-to-many, music generation conditioned on a style id.
+"""DVC stage ``styles``: one-to-many, music generation conditioned on a style id.
 
 Reads the MIDI token datasets ``<tokens>/<name>/{vocab.json,train.npy,val.npy}`` named by
 ``curriculum.styles.datasets`` (style id = position in that list); writes ``history.csv``, ``metrics.json``,

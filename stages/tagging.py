@@ -1,4 +1,4 @@
-"""DVC stage ``tagging`` (issue 6): many-to-many with Tx = Ty, restoring removed spaces, uni vs bi.
+"""DVC stage ``tagging``: many-to-many with Tx = Ty, restoring removed spaces, uni vs bi.
 
 Reads a character dataset ``data/tokens/<dataset>/{vocab.json,train.npy,val.npy,test.npy}`` (params
 ``curriculum.tagging``); writes ``history.csv``, ``tagging.png``, ``metrics.json`` (test F1 and tag perplexity

@@ -1,4 +1,4 @@
-"""The issue-6 stages end to end on tiny data: probe, agreement, tagging, langid, styles, depth.
+"""The curriculum's stages end to end on tiny data: probe, agreement, tagging, langid, styles, depth.
 
 Real torch training (a few dozen steps), real files, a real MLflow sqlite store for the stages whose tracking
 is checked; the others run with ``tracking: none`` to stay fast.

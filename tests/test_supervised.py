@@ -1,4 +1,4 @@
-"""train_supervised (issue 6): real torch training on tiny tasks, tracking, clipping and the NaN stop."""
+"""train_supervised: real torch training on tiny tasks, tracking, clipping and the NaN stop."""
 
 from __future__ import annotations
 

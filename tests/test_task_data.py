@@ -1,4 +1,4 @@
-"""The curriculum's data and measurements (issue 6): agreement sequences, space tags, language lines, style merging,
+"""The curriculum's data and measurements: agreement sequences, space tags, language lines, style merging,
 the gradient probe and the figures, on tiny inputs built here."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Task models (issue 6): the concatenated BRNN, tagger, classifier, conditioned LM and the forget-gate bias."""
+"""Task models: the concatenated BRNN, tagger, classifier, conditioned LM and the forget-gate bias."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pipeline.config.training import ModelConfig, SampleConfig, TrainRunConfig
 
-# --------------------------------------------------------------------------- sections: curriculum (issue 6)
+# --------------------------------------------------------------------------- sections: curriculum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +153,7 @@ class DepthConfig:
 
 @dataclasses.dataclass(frozen=True)
 class CurriculumConfig:
-    """The ``curriculum`` section (issue 6): the probe and the small tasks, each its own DVC stage."""
+    """The ``curriculum`` section: the probe and the small tasks, each its own DVC stage."""
 
     device: str = "cpu"  # the task models are tiny: a GPU would mostly wait on Python
     threads: int = 1  # one thread is as fast as two for tiny recurrent steps here (PERF-NOTES.md)

@@ -143,7 +143,7 @@ class TokenizeConfig:
 
 
 
-# --------------------------------------------------------------------------- sections: encode_midi (issue 3)
+# --------------------------------------------------------------------------- sections: encode_midi
 
 
 @dataclasses.dataclass(frozen=True)

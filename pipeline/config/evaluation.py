@@ -6,7 +6,7 @@ import dataclasses
 
 from pipeline.config.training import SampleConfig
 
-# --------------------------------------------------------------------------- sections: evaluate (issue 5)
+# --------------------------------------------------------------------------- sections: evaluate
 
 
 @dataclasses.dataclass(frozen=True)

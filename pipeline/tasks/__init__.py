@@ -1,4 +1,4 @@
-"""The curriculum's experiments (issue 6), one module each, every one a DVC stage (``stages/<name>.py``).
+"""The curriculum's experiments, one module each, every one a DVC stage (``stages/<name>.py``).
 
 * :mod:`.probe`: vanishing/exploding gradients made visible: gradient norm against distance, and the
   gradient-norm distributions of training runs with and without clipping.
