@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import ConfigError, CorpusConfig, PackageSource, PathSource, UrlFile, UrlSource, parse_dataclass
-from pipeline.data.download import DownloadError, extract_archive, materialise
+from pipeline.data.download import DownloadError, materialise
+from pipeline.data.fetching import extract_archive
 from stages import download as download_stage
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 200).encode()
