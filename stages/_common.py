@@ -97,8 +97,13 @@ def _install_signal_handlers() -> Callable[[], None]:
     handled = (signal.SIGTERM, signal.SIGHUP)
     previous = {signum: signal.getsignal(signum) for signum in (*handled, signal.SIGINT)}
     state = {"stopping": False}
+    owner = os.getpid()
 
     def on_signal(signum, frame) -> None:
+        if os.getpid() != owner:  # a forked worker (a multiprocessing pool) inherited the handler: act as default
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         name = signal.Signals(signum).name
         if state["stopping"]:  # already cleaning up after a signal: the user insists
             print(f"seqlab: {name} again: stopping now", file=sys.stderr, flush=True)

@@ -440,3 +440,20 @@ def zipfile_bytes() -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("corpus.txt", "some text\n" * 200)
     return buffer.getvalue()
+
+
+def test_worker_processes_end_quietly_when_their_pool_is_terminated(tmp_path):
+    """A forked pool worker inherits the stage's SIGTERM handler; terminating the pool must not print tracebacks."""
+    code = ("import multiprocessing, sys\n"
+            "from stages._common import run_main\n"
+            "def body():\n"
+            "    pool = multiprocessing.get_context('fork').Pool(2)\n"
+            "    assert pool.map(abs, [-1, -2]) == [1, 2]\n"
+            "    pool.terminate()\n"
+            "    pool.join()\n"
+            "    print('done')\n"
+            "sys.exit(run_main(body))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env_for(tmp_path), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+    assert result.stderr == ""
