@@ -262,10 +262,12 @@ def open_client(uri: str) -> MlflowClient:
     # MLflow logs every database error with its traceback before raising it; seqlab raises it as one line
     # that keeps the driver's words (see store_error_message), so the duplicate log is turned off.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    # The model registry lives in the same store; unset, MLflow would take the process-wide registry URI, which
+    # an earlier run in the same process (a test, a notebook) may have pointed elsewhere.
     if not uri.startswith("sqlite:///"):
-        return MlflowClient(tracking_uri=uri)
-    with _store_lock(uri):
-        return _call(uri, lambda: MlflowClient(tracking_uri=uri))  # the constructor creates/migrates the schema
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with _store_lock(uri):  # the constructor creates/migrates the schema
+        return _call(uri, lambda: MlflowClient(tracking_uri=uri, registry_uri=uri))
 
 
 @contextlib.contextmanager
