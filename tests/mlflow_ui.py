@@ -10,9 +10,10 @@
   selectors, never on sleeps.
 
 MLflow 3.17 quirks handled here (see :data:`UI_PRESETS`): the UI opens every experiment in its "GenAI" view
-(traces, no runs table) unless ``workflowType=machine_learning`` is in the URL or in localStorage, and an
-"MLflow Assistant" side panel opens by itself on first load. Metric columns are hidden in the runs table until
-chosen in "Columns".
+(traces, no runs table) unless ``workflowType=machine_learning`` is in the URL or in localStorage -- its global
+GenAI / Model training toggle decides, and the experiment's ``mlflow.experimentKind`` tag (which seqlab sets) is
+ignored for that in 3.17 -- and an "MLflow Assistant" side panel opens by itself on first load. Metric columns are
+hidden in the runs table until chosen in "Columns".
 
 Regenerate the README screenshot from a real store::
 

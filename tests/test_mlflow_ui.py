@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.tracking.mlflow_tracker import ensure_experiment
 from tests.mlflow_ui import (
     chromium_page,
     mlflow_server,
@@ -33,9 +34,9 @@ def _build_store(root: Path) -> str:
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    # The artifact layout of pipeline/tracking/mlflow_tracker.py: <store folder>/mlartifacts/<experiment>.
-    experiment = client.create_experiment("austen-char",
-                                          artifact_location=(root / "mlartifacts" / "austen-char").as_uri())
+    # Created as every seqlab stage creates it: artifacts in <store folder>/mlartifacts/<experiment>, and tagged
+    # mlflow.experimentKind = custom_model_development.
+    experiment = ensure_experiment("austen-char", tracking_uri=uri)
     samples = root / "upload" / "samples"
     samples.mkdir(parents=True)
     (samples / "sample_0.txt").write_text("It is a truth universally acknowledged\n", encoding="utf-8")

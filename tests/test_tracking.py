@@ -133,3 +133,41 @@ def test_run_tags_name_commit_dirt_data_device_and_dvc(tmp_path, monkeypatch):
     assert changed["git_dirty"] == "true" and changed["data_hash"] == tags["data_hash"]
     data.write_bytes(b"abd")
     assert run_tags(tmp_path, [data], "cpu")["data_hash"] != tags["data_hash"]
+
+
+def test_experiments_are_tagged_as_model_training_also_when_made_elsewhere(mlflow_uri):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    MlflowTracker.start("made-by-seqlab", "lstm").finish()
+    client.create_experiment("made-by-hand")
+    MlflowTracker.start("made-by-hand", "gru").finish()
+    for name in ("made-by-seqlab", "made-by-hand"):
+        assert client.get_experiment_by_name(name).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_reopened_runs_keep_their_status_by_mode(mlflow_uri):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    finished = MlflowTracker.start("names", "lstm")
+    finished.finish("FINISHED")
+    appended = MlflowTracker.resume(finished.run_id, mode="append")
+    assert client.get_run(finished.run_id).info.status == "FINISHED"  # appending never marks it RUNNING
+    appended.log_metrics({"test_loss": 1.0}, step=3)
+    appended.finish("FAILED", "evaluation failed")
+    run = client.get_run(finished.run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics["test_loss"] == 1.0
+    assert run.data.tags["last_error"] == "evaluation failed"
+    continued = MlflowTracker.resume(finished.run_id, mode="continue")
+    assert client.get_run(finished.run_id).info.status == "RUNNING"
+    continued.finish("KILLED", "interrupted")  # a failure never turns a FINISHED run into KILLED
+    assert client.get_run(finished.run_id).info.status == "FINISHED"
+    killed = MlflowTracker.start("names", "gru")
+    killed.finish("KILLED", "interrupted")
+    MlflowTracker.resume(killed.run_id, mode="continue").finish("FINISHED")  # training completed this time
+    assert client.get_run(killed.run_id).info.status == "FINISHED"
+    twice = MlflowTracker.start("names", "rnn")
+    twice.finish("FAILED", "first")
+    twice.finish("FINISHED")  # the first end wins
+    assert client.get_run(twice.run_id).info.status == "FAILED"

@@ -316,12 +316,26 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     return (database.resolve().parent / "mlartifacts" / experiment).as_uri()
 
 
+#: Tags of every experiment seqlab creates.  ``mlflow.experimentKind`` tells MLflow 3's UI that this is model
+#: training, so it opens the runs table instead of its GenAI (traces) view and never asks for the type.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def ensure_experiment(name: str, *, tracking_uri: str | None = None) -> str:
+    """The id of experiment ``name`` in the store, created (with :data:`EXPERIMENT_TAGS`) if missing."""
+    uri = tracking_uri or default_tracking_uri()
+    return _experiment_id(open_client(uri), name, uri)
+
+
 def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     experiment = _call(uri, lambda: client.get_experiment_by_name(name))
     if experiment is not None:
+        missing = {k: v for k, v in EXPERIMENT_TAGS.items() if k not in experiment.tags}
+        for key, value in missing.items():  # an experiment made before seqlab tagged them, or by hand
+            _call(uri, lambda key=key, value=value: client.set_experiment_tag(experiment.experiment_id, key, value))
         return experiment.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_location(uri, name))
+        return client.create_experiment(name, artifact_location=artifact_location(uri, name), tags=EXPERIMENT_TAGS)
     except MlflowException:  # created meanwhile by a concurrent run (dvc queue -j 2)
         experiment = _call(uri, lambda: client.get_experiment_by_name(name))
         if experiment is None:
