@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from pipeline.config import TrainSettings, to_plain
-from pipeline.errors import UserError
 from pipeline.evaluation.loss import batch_loss, directions, evaluate_split
 from pipeline.runtime import resolve_device
 from pipeline.tracking import NullTracker, Tracker
@@ -46,13 +45,9 @@ from pipeline.training.optim import build_optimizer, build_scheduler, clip_gradi
 from pipeline.training.outputs import output_path
 from pipeline.training.progress import Progress, progress_enabled
 from pipeline.training.reporting import Reporter
-from pipeline.training.state import FitResult, LoopState, stop_rule_met
+from pipeline.training.state import FitResult, LoopState, TrainingDivergedError, stop_rule_met
 
 SampleRenderer = Callable[[list[list[int]], Path], list[Path]]
-
-
-class TrainingDivergedError(UserError, FloatingPointError):
-    """The loss or a gradient became NaN/Inf; the message names the step and the checkpoint kept."""
 
 
 def fit(model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, settings: TrainSettings,
@@ -197,11 +192,7 @@ class Trainer:
     # ------------------------------------------------------------------ periodic work
 
     def _diverged(self, bad: int) -> None:
-        kept = output_path(self.out_dir, "checkpoint")
-        where = f"the last good checkpoint {kept} is kept" if kept.exists() else "no checkpoint was written yet"
-        raise TrainingDivergedError(
-            f"training diverged at step {bad}: the loss or the gradient norm is NaN/Inf; {where} "
-            f"(lower train.lr or clip gradients: train.clip: norm)")
+        raise TrainingDivergedError.at_step(bad, output_path(self.out_dir, "checkpoint"))
 
     def _log_interval(self) -> None:
         if len(self.meter):

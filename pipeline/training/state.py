@@ -1,5 +1,6 @@
-"""Where a training run is (:class:`LoopState`, saved in every checkpoint), what it ends with (:class:`FitResult`),
-and which stop rule a run in a given state has already met (:func:`stop_rule_met`)."""
+"""Where a training run is (:class:`LoopState`, saved in every checkpoint), what it ends with (:class:`FitResult`
+or :class:`TrainingDivergedError`), and which stop rule a run in a given state has already met
+(:func:`stop_rule_met`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import TrainSettings
+from pipeline.errors import UserError
 
 
 @dataclasses.dataclass
@@ -40,6 +42,17 @@ class FitResult:
     stop_reason: str  # completed | early_stopping | max_steps | time_budget
     out_dir: Path
     run_id: str | None
+
+
+class TrainingDivergedError(UserError, FloatingPointError):
+    """The loss or a gradient became NaN/Inf; the message names the step and the checkpoint kept."""
+
+    @classmethod
+    def at_step(cls, step: int, checkpoint: Path) -> TrainingDivergedError:
+        """The error of a run that diverged at ``step``, whose last good checkpoint (if any) is ``checkpoint``."""
+        kept = f"the last good checkpoint {checkpoint} is kept" if checkpoint.exists() else "no checkpoint was written yet"
+        return cls(f"training diverged at step {step}: the loss or the gradient norm is NaN/Inf; {kept} "
+                   f"(lower train.lr or clip gradients: train.clip: norm)")
 
 
 def stop_rule_met(loop: Mapping[str, Any], s: TrainSettings) -> str | None:

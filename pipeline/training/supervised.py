@@ -24,8 +24,8 @@ from torch import Tensor, nn
 from pipeline.config import TaskTraining
 from pipeline.models import count_parameters
 from pipeline.tracking import NullTracker, Tracker
-from pipeline.training.loop import TrainingDivergedError
 from pipeline.training.optim import build_optimizer, clip_gradients, derived_after
+from pipeline.training.state import TrainingDivergedError
 
 LossFn = Callable[[nn.Module, Any], Tensor]
 Evaluate = Callable[[nn.Module], dict[str, float]]
