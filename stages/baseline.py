@@ -1,8 +1,10 @@
 """DVC stage ``baseline``: an interpolated Kneser-Ney n-gram model for one dataset, scored like the RNNs.
 
 Fits on ``data/tokens/<dataset>/train.npy``, scores val and test (every token, ``<eos>`` included) and
-writes ``metrics/<dataset>/ngram.json``; logs an MLflow run ``ngram`` in the dataset's experiment, so
-every comparison has the row a user would pick instead of a neural model.
+writes ``metrics/<dataset>/ngram.json``; with ``--samples``, samples the n-gram like the RNNs (``evaluate.samples``)
+into ``samples/<dataset>/ngram/`` and, for music, judges the samples against the held-out pieces (``music``);
+logs an MLflow run ``ngram`` in the dataset's experiment, so every comparison has the row a user would pick
+instead of a neural model.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from pathlib import Path
 from stages._common import run_main
 
 
-def run(params_path: str, name: str, data: str, metrics: str) -> int:
+def run(params_path: str, name: str, data: str, metrics: str, samples: str | None = None) -> int:
     from pipeline import io
     from pipeline.config import ConfigError, load_params
+    from pipeline.evaluation.judge import draw_ngram_and_judge, music_line
+    from pipeline.evaluation.music import flat_metrics
     from pipeline.evaluation.ngram import KneserNeyLM
     from pipeline.tracking.factory import open_tracker
     from pipeline.tracking.lifecycle import tracked_run
@@ -31,6 +35,8 @@ def run(params_path: str, name: str, data: str, metrics: str) -> int:
     order = params.evaluate.baselines[name].order
     data_dir = Path(data)
     io.ensure_writable_dir(Path(metrics).parent, "--metrics")
+    if samples:
+        io.ensure_writable_dir(Path(samples).parent, "--samples")
     vocab = Vocabulary.load(data_dir / "vocab.json")
     splits = {s: io.read_tokens(data_dir / f"{s}.npy") for s in ("train", "val", "test")}
     start = time.perf_counter()
@@ -40,6 +46,9 @@ def run(params_path: str, name: str, data: str, metrics: str) -> int:
     for split in ("val", "test"):
         if splits[split].size:
             figures[split] = _figures(lm, splits[split], char_level)
+    if samples:  # drawn like the RNNs' samples; for music, judged against the held-out pieces
+        with io.atomic_dir(samples) as tmp:
+            figures.update(draw_ngram_and_judge(lm, vocab, params.evaluate, tmp, splits)[1])
     io.write_json(metrics, figures)
     tracking = params.sections["train"].tracking if "train" in params.sections else "none"
     with tracked_run(open_tracker(tracking, name, "ngram",
@@ -47,8 +56,10 @@ def run(params_path: str, name: str, data: str, metrics: str) -> int:
         tracker.log_params({"model": "interpolated-kneser-ney", "order": order, "dataset": name})
         tracker.log_metrics({f"{s}_{k}": v for s in ("val", "test") if s in figures for k, v in figures[s].items()},
                             step=0)
+        tracker.log_metrics(flat_metrics(figures.get("music", {})), step=0)
     test = figures.get("test", figures.get("val", {}))
-    print(f"baseline: {name}: Kneser-Ney {order}-gram, test perplexity {test.get('perplexity', float('nan')):.3f}")
+    print(f"baseline: {name}: Kneser-Ney {order}-gram, test perplexity {test.get('perplexity', float('nan')):.3f}"
+          + music_line(figures))
     return 0
 
 
@@ -70,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="a dataset: a key of evaluate.baselines")
     parser.add_argument("--data", required=True, help="data/tokens/<dataset>")
     parser.add_argument("--metrics", required=True, help="metrics/<dataset>/ngram.json")
+    parser.add_argument("--samples", help="samples/<dataset>/ngram: also sample the n-gram (evaluate.samples)")
     args = parser.parse_args(argv)
-    return run_main(lambda: run(args.params, args.name, args.data, args.metrics))
+    return run_main(lambda: run(args.params, args.name, args.data, args.metrics, args.samples))
 
 
 if __name__ == "__main__":

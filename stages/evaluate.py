@@ -1,9 +1,9 @@
 """DVC stage ``evaluate``: one trained variant -> held-out perplexity, samples, and the same in its MLflow run.
 
 Reads ``models/<dataset>/<variant>/model.pt`` (the best checkpoint) and ``data/tokens/<dataset>/``;
-writes ``metrics/<dataset>/<variant>.json`` (val and test figures, per direction for a bidirectional model)
-and ``samples/<dataset>/<variant>/`` (text, or MIDI plus piano rolls), and logs both into the training
-run recorded in ``mlflow_run.json``.
+writes ``metrics/<dataset>/<variant>.json`` (val and test figures, per direction for a bidirectional model;
+for music, the samples judged against the held-out pieces under ``music``) and ``samples/<dataset>/<variant>/``
+(text, or MIDI plus piano rolls), and logs both into the training run recorded in ``mlflow_run.json``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from stages._common import run_main
 def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, samples: str) -> int:
     from pipeline import io
     from pipeline.config import load_params
-    from pipeline.evaluation.evaluate import draw_samples, score_splits
+    from pipeline.evaluation.evaluate import draw_and_judge, score_splits
+    from pipeline.evaluation.judge import music_line
     from pipeline.models.checkpoint import load_checkpoint, model_from_checkpoint
     from pipeline.runtime import resolve_device, set_seed
     from pipeline.vocab import Vocabulary
@@ -38,13 +39,15 @@ def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, sa
                            device=device)
     set_seed(cfg.seed)
     with io.atomic_dir(samples) as tmp:
-        files = draw_samples(model, vocab, cfg.samples, tmp, seed=cfg.seed, device=device)
+        files, music = draw_and_judge(model, vocab, cfg, tmp, splits, device=device)
+    figures.update(music)  # music: the samples judged against the held-out pieces
     io.write_json(metrics, figures)
     if run_info is not None:
         _log_to_run(run_info, figures, Path(samples), [f.name for f in files])
     test = figures.get("test", figures.get("val", {}))
     print(f"evaluate: {name}: test perplexity {test.get('perplexity', float('nan')):.3f}"
-          + (f", {test['bpc']:.3f} bpc" if "bpc" in test else "") + f", {len(files)} sample files in {samples}")
+          + (f", {test['bpc']:.3f} bpc" if "bpc" in test else "") + f", {len(files)} sample files in {samples}"
+          + music_line(figures))
     return 0
 
 
@@ -78,12 +81,14 @@ def _training_file(path: Path, key: str) -> dict:
 
 def _log_to_run(info: dict, figures: dict, samples: Path, files: list[str]) -> None:
     """Add the test figures and samples to the training run; its status stays what training left."""
+    from pipeline.evaluation.music import flat_metrics
     from pipeline.tracking.factory import open_tracker
     from pipeline.tracking.lifecycle import tracked_run
 
     with tracked_run(open_tracker("mlflow", info["experiment"], info["run_name"], run_id=info["run_id"],
                                   tracking_uri=info.get("tracking_uri"), mode="append")) as tracker:
         tracker.log_metrics({f"test_{k}": v for k, v in figures.get("test", {}).items()}, step=info["step"])
+        tracker.log_metrics(flat_metrics(figures.get("music", {})), step=info["step"])
         for name in files:
             tracker.log_artifact(samples / name, "samples")
 

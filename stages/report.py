@@ -1,7 +1,8 @@
 """DVC stage ``report``: every variant against its n-gram baseline -> ``reports/summary.{md,csv}`` and plots.
 
-Reads ``models/`` and ``metrics/`` (what train, evaluate and baseline wrote), writes the table and three
-pictures (test perplexity per variant, validation curves, gradient norms over training), logs them to an
+Reads ``models/`` and ``metrics/`` (what train, evaluate and baseline wrote), writes the table (and, for MIDI
+datasets, a music table: samples against real pieces) and four pictures (test perplexity per variant, validation
+curves, gradient norms over training, music distances), logs them to an
 MLflow run ``report`` in the experiment ``seqlab-report``, and registers each dataset's best causal variant
 as ``seqlab-<dataset>`` with alias ``champion`` when it beats the current champion on validation perplexity.
 """
@@ -20,13 +21,15 @@ def run(params_path: str, models: str, metrics: str, out: str) -> int:
     from pipeline import io
     from pipeline.config import load_params
     from pipeline.evaluation import plots
+    from pipeline.evaluation.music_report import collect_music, music_markdown
     from pipeline.evaluation.report import champion_candidates, collect, to_markdown
 
     params = load_params(params_path, required=("train", "evaluate"))
     runs, cfg = params.train.runs, params.evaluate
     table = collect(runs, cfg.baselines, Path(models), Path(metrics))
     out_dir = io.ensure_writable_dir(out, "--out")
-    io.write_text(out_dir / "summary.md", to_markdown(table) + "\n")
+    music = collect_music(runs, cfg.baselines, Path(metrics))  # samples against real music, per MIDI dataset
+    io.write_text(out_dir / "summary.md", to_markdown(table) + music_markdown(music) + "\n")
     with io.atomic_path(out_dir / "summary.csv", suffix=".csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     pictures = [
@@ -35,6 +38,7 @@ def run(params_path: str, models: str, metrics: str, out: str) -> int:
                           y="val_loss", ylabel="validation loss (nats/token)"),
         plots.plot_series(runs, Path(models), out_dir / "grad_norms.png", file="grad_norms.csv", x="step",
                           y="grad_norm_mean", ylabel="gradient norm before clipping", logy=True),
+        plots.plot_music(music, out_dir / "music.png"),
     ]
     champions = champion_candidates(table)
     if params.train.tracking == "mlflow":

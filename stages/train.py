@@ -49,7 +49,8 @@ def run(params_path: str, name: str, data: str, out: str, resume: bool | str = F
     set_seed(settings.seed)
     model = build_model(cfg.model, len(vocab))
     inputs = [data_dir / f for f in ("vocab.json", "train.npy", "val.npy")]
-    trainer = Trainer(model, train_ids, val_ids, settings, out_dir, render_samples=sample_renderer(vocab),
+    render = sample_renderer(vocab, settings.sample.max_note_quarters)  # music: notes held too long are closed
+    trainer = Trainer(model, train_ids, val_ids, settings, out_dir, render_samples=render,
                       char_level=vocab.meta.get("level") == "char",
                       fingerprint=training_fingerprint(settings, cfg.model, inputs))
     mode = "auto" if resume == "auto" else "required" if resume else "never"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.midi.codec import CodecError, EventCodec, NoteCodec, codec_from_meta, make_codec
+from pipeline.midi.codec import CodecError, EventCodec, NoteCodec, codec_from_meta, decode_capped, make_codec
 from pipeline.midi.events import DEFAULT_VELOCITY, Note, Piece, quantize
 
 # --------------------------------------------------------------------------- examples
@@ -35,6 +35,44 @@ def test_pitch_class_chords_keep_classes_and_single_notes_keep_octaves():
     notes = [Note(0, 4, 48), Note(0, 4, 64), Note(0, 4, 67), Note(4, 6, 71), Note(6, 8, 36), Note(6, 8, 48)]
     assert codec.encode(notes) == ["c0.4.7_4", "71_2", "36_2"]  # C2+C3 is one pitch class: the lowest note
     assert [(n.start, n.end, n.pitch) for n in codec.decode(["c0.4.7_4"])] == [(0, 4, 60), (0, 4, 64), (0, 4, 67)]
+
+
+def _spans(notes) -> list[tuple[int, int, int]]:
+    return [(n.start, n.end, n.pitch) for n in notes]
+
+
+def test_note_decoding_holds_a_pitch_across_slices_instead_of_striking_it_again():
+    held = [Note(0, 8, 48), Note(0, 2, 60), Note(2, 4, 62), Note(4, 8, 64)]  # a bass under a moving melody
+    tokens = NoteCodec().encode(held)
+    assert tokens == ["48.60_2", "48.62_2", "48.64_4"]
+    assert _spans(NoteCodec().decode(tokens)) == [(0, 8, 48), (0, 2, 60), (2, 4, 62), (4, 8, 64)]  # 4 notes, not 6
+    # pitch-class chords sound at C4..B4, so C4 in a chord and C4 alone is one held note too
+    assert _spans(NoteCodec(chords="pitch_classes").decode(["c0.4.7_2", "60_2"])) == [(0, 4, 60), (0, 2, 64), (0, 2, 67)]
+
+
+@pytest.mark.parametrize(("tokens", "spans"), [
+    (["60_4", "60_4"], [(0, 4, 60), (4, 8, 60)]),  # the same slice twice: only a re-attack cuts there
+    (["60_16", "60_4"], [(0, 20, 60)]),  # a full max_steps chunk then more: one long note split by the encoder
+    (["60.64_2", "60.64_2"], [(0, 2, 60), (0, 2, 64), (2, 4, 60), (2, 4, 64)]),
+    (["60.64_2", "60_2", "60.64_2"], [(0, 6, 60), (0, 2, 64), (4, 6, 64)]),
+    (["60_4", "r_2", "60_4"], [(0, 4, 60), (6, 10, 60)]),
+    (["60_4", "<unk>", "60_4", "<eos>", "62_4"], [(0, 4, 60), (4, 8, 60)]),
+])
+def test_note_decoding_strikes_again_only_where_the_encoder_marks_a_re_attack(tokens, spans):
+    assert _spans(NoteCodec(4, 16).decode(tokens)) == spans
+
+
+@pytest.mark.parametrize(("codec", "tokens", "spans", "closed"), [
+    (EventCodec(), ["on_60", "shift_16", "shift_16", "on_64", "shift_2"], [(0, 16, 60), (32, 34, 64)], 1),  # never off
+    (EventCodec(), ["on_60", "shift_16", "off_60"], [(0, 16, 60)], 0),  # exactly 4 quarters is allowed
+    (NoteCodec(), ["60_16", "60_16", "60.64_4"], [(0, 16, 60), (32, 36, 64)], 1),  # a pitch held 9 quarters
+    (NoteCodec(), ["60.64_12", "60_12"], [(0, 16, 60), (0, 12, 64)], 1),
+])
+def test_decoding_closes_notes_held_longer_than_the_cap_and_counts_them(codec, tokens, spans, closed):
+    decoded = decode_capped(codec, tokens, max_note_quarters=4)
+    assert _spans(decoded.notes) == spans and decoded.closed == closed
+    assert decode_capped(codec, tokens, None).closed == 0  # no cap: every length kept
+    assert decode_capped(codec, ["on_60", "shift_3"] if isinstance(codec, EventCodec) else ["60_3"], 0.5).closed == 1
 
 
 def test_event_encoding_orders_offs_before_ons_and_bins_velocity():

@@ -64,13 +64,24 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SampleConfig:
-    """What the training loop samples (and logs) at every validation; ``n: 0`` turns sampling off."""
+    """What is sampled: by the training loop at every validation (``n: 0`` turns it off), by evaluate and baseline.
+
+    Music only: decoding closes every note held longer than ``max_note_quarters`` (null: never), and
+    ``forbid_sounding_note_on`` bans a note-on for a pitch already sounding while evaluate and baseline sample
+    (the training loop's samples are decoded with the cap but never steered).
+    """
 
     n: int = 4
     max_length: int = 200
     temperature: float = 0.8
     top_k: int | None = None
     top_p: float | None = None
+    max_note_quarters: float | None = 4.0
+    forbid_sounding_note_on: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_note_quarters is not None and self.max_note_quarters <= 0:
+            raise ValueError(f"max_note_quarters must be > 0 or null, got {self.max_note_quarters}")
 
 
 @dataclasses.dataclass(frozen=True)

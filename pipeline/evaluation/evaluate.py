@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from pipeline.config import EvaluateConfig, SampleConfig
+from pipeline.evaluation.guide import guide_for
+from pipeline.evaluation.judge import render_and_judge
 from pipeline.evaluation.loss import evaluate_split, evaluate_windows
 from pipeline.evaluation.render import sample_renderer
 from pipeline.models.sampling import sample
@@ -48,12 +50,26 @@ def generator_of(model: nn.Module) -> nn.Module:
     return model.forward_lm()
 
 
+def sample_sequences(model: nn.Module, vocab: Vocabulary, cfg: SampleConfig, *, seed: int,
+                     device: str) -> list[list[int]]:
+    """``cfg.n`` sequences in one batch; music with ``forbid_sounding_note_on`` is steered by a ``MusicGuide``."""
+    if cfg.n < 1:
+        return []
+    guide = guide_for(vocab, cfg.n, cfg.forbid_sounding_note_on, cfg.max_note_quarters)
+    return sample(generator_of(model), n=cfg.n, max_length=cfg.max_length, temperature=cfg.temperature,
+                  top_k=cfg.top_k, top_p=cfg.top_p, seed=seed, device=torch.device(device), guide=guide)
+
+
 def draw_samples(model: nn.Module, vocab: Vocabulary, cfg: SampleConfig, folder: Path, *, seed: int,
                  device: str) -> list[Path]:
     """Sample ``cfg.n`` sequences in one batch and render them (text, or MIDI + piano roll) into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    if cfg.n < 1:
-        return []
-    sequences = sample(generator_of(model), n=cfg.n, max_length=cfg.max_length, temperature=cfg.temperature,
-                       top_k=cfg.top_k, top_p=cfg.top_p, seed=seed, device=torch.device(device))
-    return sample_renderer(vocab)(sequences, folder)
+    sequences = sample_sequences(model, vocab, cfg, seed=seed, device=device)
+    return sample_renderer(vocab, cfg.max_note_quarters)(sequences, folder) if sequences else []
+
+
+def draw_and_judge(model: nn.Module, vocab: Vocabulary, cfg: EvaluateConfig, folder: Path,
+                   splits: dict[str, np.ndarray], *, device: str) -> tuple[list[Path], dict]:
+    """:func:`draw_samples`, and for music the figures that compare the samples with ``splits`` (``{"music": ...}``)."""
+    sequences = sample_sequences(model, vocab, cfg.samples, seed=cfg.seed, device=device)
+    return render_and_judge(vocab, sequences, cfg.samples, folder, splits)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,7 @@ class KneserNeyLM:
         self.totals: list[dict[tuple[int, ...], int]] = [{} for _ in range(order + 1)]
         self.followers: list[dict[tuple[int, ...], int]] = [{} for _ in range(order + 1)]
         self.discounts: list[float] = [0.0] * (order + 1)
+        self._index: list[dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]]] | None = None  # for sampling
 
     def fit(self, ids: Sequence[int] | np.ndarray) -> KneserNeyLM:
         stream = self._padded(ids)
@@ -84,6 +86,61 @@ class KneserNeyLM:
             p = max(c - d, 0.0) / total + d * self.followers[k][h] / total * p
         return p
 
+    def _followers(self, k: int, h: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids seen after context ``h`` at order ``k`` and their counts (an index built on first use)."""
+        if self._index is None:
+            self._index = [{} for _ in self.counts]
+            for order in range(1, self.order + 1):
+                grouped: defaultdict[tuple[int, ...], list[tuple[int, int]]] = defaultdict(list)
+                for gram, c in self.counts[order].items():
+                    grouped[gram[:-1]].append((gram[-1], c))
+                self._index[order] = {ctx: (np.array([w for w, _ in pairs]), np.array([c for _, c in pairs], dtype=float))
+                                      for ctx, pairs in grouped.items()}
+        return self._index[k].get(h, (np.zeros(0, dtype=np.int64), np.zeros(0)))
+
+    def distribution(self, context: Sequence[int]) -> np.ndarray:
+        """P(w | context) for every id w at once, (V,): what :meth:`prob` gives one word at a time."""
+        p = np.full(self.vocab_size, 1.0 / self.support)
+        p[PAD_ID] = 0.0
+        history = tuple([EOS_ID] * (self.order - 1) + [int(i) for i in context])[len(context) :]
+        for k in range(1, self.order + 1):
+            h = history[len(history) - (k - 1) :] if k > 1 else ()
+            total = self.totals[k].get(h, 0)
+            if total == 0:
+                continue
+            d = self.discounts[k]
+            ids, counts = self._followers(k, h)
+            p = d * self.followers[k][h] / total * p
+            p[ids] += np.maximum(counts - d, 0.0) / total
+        return p
+
+    def sample(self, n: int, max_length: int, *, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, seed: int = 0, guide: Any = None) -> list[list[int]]:
+        """``n`` sequences drawn as the RNNs' are: after an ``<eos>``, until the next (not included) or
+        ``max_length``; the ids a ``guide`` bans (see :mod:`pipeline.models.sampling`), then temperature, top-k
+        and top-p (nucleus) on the distribution.  Rows advance together, so a guide sees them step by step."""
+        rng = np.random.default_rng(seed)
+        rows: list[list[int]] = [[] for _ in range(n)]
+        open_rows = list(range(n))
+        banned, ended = guide.update([EOS_ID] * n, False) if guide is not None else (None, None)
+        for _ in range(max_length):
+            drawn = [EOS_ID] * n
+            for r in open_rows:
+                p = self.distribution(rows[r])
+                if banned is not None:
+                    p[banned[r]] = 0.0
+                drawn[r] = int(rng.choice(self.vocab_size, p=_filtered(p, temperature, top_k, top_p)))
+            open_rows = [r for r in open_rows if drawn[r] != EOS_ID]
+            for r in open_rows:
+                rows[r].append(drawn[r])
+            if guide is not None:
+                banned, ended = guide.update(drawn, True)
+                if ended is not None:
+                    open_rows = [r for r in open_rows if not ended[r]]
+            if not open_rows:
+                break
+        return rows
+
     def nll(self, ids: Sequence[int] | np.ndarray) -> tuple[float, int]:
         """Summed negative log-likelihood (nats) of every token of ``ids``, and how many were scored."""
         stream = self._padded(ids)
@@ -96,6 +153,22 @@ class KneserNeyLM:
     def perplexity(self, ids: Sequence[int] | np.ndarray) -> float:
         nll, n = self.nll(ids)
         return math.exp(nll / max(n, 1))
+
+
+def _filtered(p: np.ndarray, temperature: float, top_k: int | None, top_p: float | None) -> np.ndarray:
+    """Temperature, top-k and top-p on a probability vector, renormalised (the RNN sampler's order)."""
+    with np.errstate(divide="ignore"):
+        logits = np.log(p) / temperature
+    q = np.exp(logits - logits.max())
+    if top_k is not None and top_k < np.count_nonzero(q):
+        q[q < np.sort(q)[-top_k]] = 0.0
+    q /= q.sum()
+    if top_p is not None and top_p < 1.0:
+        order = np.argsort(-q, kind="stable")
+        mass_before = np.cumsum(q[order]) - q[order]
+        q[order[1:][mass_before[1:] >= top_p]] = 0.0
+        q /= q.sum()
+    return q
 
 
 def _discount(counts) -> float:

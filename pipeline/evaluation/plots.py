@@ -75,3 +75,29 @@ def plot_series(runs: dict[str, TrainRunConfig], models: Path, path: Path, *, fi
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_music(music: pd.DataFrame, path: Path) -> Path:
+    """Per MIDI dataset, each sample set's distance to the test split on the four histograms (lower is closer);
+    the val split's own distance, real music against real music, in grey: the floor."""
+    from pipeline.evaluation.music_report import DISTANCES, FLOOR, HEADERS, REFERENCE
+
+    datasets = sorted(music["dataset"].unique()) if not music.empty else []
+    fig, axes = _panels(max(len(datasets), 1), width=6.0)
+    if not datasets:
+        axes[0].text(0.5, 0.5, "no music datasets", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].set_axis_off()
+    for ax, dataset in zip(axes, datasets, strict=False):
+        rows = music[(music["dataset"] == dataset) & (music["variant"] != REFERENCE)]
+        width = 0.8 / max(len(rows), 1)
+        for i, (_, row) in enumerate(rows.iterrows()):
+            values = [float(row[c]) if row[c] is not None and not pd.isna(row[c]) else 0.0 for c in DISTANCES]
+            floor = row["variant"] == FLOOR
+            ax.bar([x + i * width for x in range(len(DISTANCES))], values, width, label=row["variant"],
+                   color="0.6" if floor else None, hatch="//" if floor else None)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(DISTANCES))], [HEADERS[c] for c in DISTANCES])
+        ax.set_ylabel("Jensen-Shannon divergence to the test split (bits)")
+        ax.set_title(dataset)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -9,9 +9,11 @@ sampled ids become music again from the vocabulary alone (:func:`codec_from_meta
 ``note`` (music21 LSTM tutorials, deeplearning.ai jazz): the piece is cut at every
 onset and offset, and each slice becomes ONE token naming everything that sounds in
 it and for how long: ``60_4`` (a note, MIDI pitch 60, 4 steps), ``55.60.64_2`` (a
-chord, ascending pitches), ``r_8`` (a rest).  Decoding plays each slice as a block
-chord, so a note held across a slice boundary is heard again at the boundary: the
-encoding keeps what sounds when, not the articulation.  Velocity is not kept.
+chord, ascending pitches), ``r_8`` (a rest).  It keeps what sounds when, not the
+articulation (nor velocity), so decoding decides: a pitch sounding in consecutive slices
+is ONE held note (a bass under a moving melody is not struck at every melody note), but
+a slice that repeats the previous one after a boundary only a re-attack explains (the
+previous token is not a full ``max_steps`` chunk) is struck again, all of it.
 With ``chords="pitch_classes"`` a chord keeps only its pitch classes, ``c0.4.7_4``
 (the tutorials' "0.4.7"; decoded in the octave above middle C), which makes the
 vocabulary of a four-part corpus about 7x smaller; single notes keep their octave.
@@ -28,7 +30,8 @@ writes for some piece; for every valid sequence ``encode(decode(tokens)) == toke
 Decoding is lenient with other sequences (sampled music): ``<pad>``/``<unk>`` are
 skipped, decoding stops at the first ``<eos>``, an ``off`` for a silent pitch is
 ignored, an ``on`` for a sounding pitch re-attacks it, notes still on at the end last
-to the end (at least one step).
+to the end (at least one step).  :func:`decode_capped` closes (and counts) every note
+held longer than a limit: sampled music can hold one for ever.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Protocol
 
 from pipeline.errors import UserError
-from pipeline.midi.events import DEFAULT_VELOCITY, Note, sort_notes
-from pipeline.vocab import EOS, SPECIALS
+from pipeline.midi.events import DEFAULT_VELOCITY, Note, cap_lengths, sort_notes
+from pipeline.vocab import EOS, SPECIALS, Vocabulary
 
 REST = "r"
 PC_CHORD = "c"  # prefix of a pitch-class chord token: c0.4.7_4
@@ -149,20 +152,29 @@ class NoteCodec(_Base):
             head = str(pitches[0]) if len(classes) == 1 else PC_CHORD + ".".join(map(str, classes))
         return [f"{head}_{d}" for d in _split(steps, self.max_steps)]
 
+    def pitches_of(self, tok: str) -> tuple[frozenset[int], int]:
+        """The pitches a token sounds and its length in steps: ``"c0.4.7_4"`` -> ({60, 64, 67}, 4)."""
+        head, _, dur = tok.rpartition("_")
+        steps = _int(dur, tok, 1, 1 << 30)
+        if head.startswith(PC_CHORD):  # pitch classes sound in the octave above middle C
+            return frozenset(PC_OCTAVE + _int(p, tok, 0, 11) for p in head[len(PC_CHORD) :].split(".")), steps
+        if head != REST:
+            return frozenset(_int(p, tok, 0, 127) for p in head.split(".")), steps
+        return frozenset(), steps
+
     def decode(self, tokens: Iterable[str]) -> list[Note]:
-        notes, t = [], 0
+        notes: list[Note] = []
+        sounding: dict[int, int] = {}  # pitch -> onset of the note still held
+        t, previous, previous_steps = 0, frozenset(), self.max_steps
         for tok in _body(tokens):
-            head, _, dur = tok.rpartition("_")
-            steps = _int(dur, tok, 1, 1 << 30)
-            if head.startswith(PC_CHORD):  # pitch classes sound in the octave above middle C
-                pitches = {PC_OCTAVE + _int(p, tok, 0, 11) for p in head[len(PC_CHORD) :].split(".")}
-            elif head != REST:
-                pitches = {_int(p, tok, 0, 127) for p in head.split(".")}
-            else:
-                pitches = set()
-            notes += [Note(t, t + steps, p) for p in sorted(pitches)]
-            t += steps
-        return notes
+            pitches, steps = self.pitches_of(tok)
+            restrike = pitches == previous and previous_steps < self.max_steps
+            notes += [Note(sounding.pop(p), t, p) for p in [p for p in sounding if restrike or p not in pitches]]
+            for p in pitches:
+                sounding.setdefault(p, t)
+            t, previous, previous_steps = t + steps, pitches, steps
+        notes += [Note(start, t, p) for p, start in sounding.items()]
+        return sort_notes(notes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +243,29 @@ class EventCodec(_Base):
 
 
 CODECS: dict[str, type[NoteCodec] | type[EventCodec]] = {"note": NoteCodec, "event": EventCodec}
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+    """Notes decoded from tokens, times in grid steps."""
+
+    notes: list[Note]
+    closed: int  # notes cut at the limit
+    steps_per_quarter: int
+
+
+def decode_capped(codec: Codec, tokens: Iterable[str], max_note_quarters: float | None) -> Decoded:
+    """Decode, then close every note held longer than ``max_note_quarters`` (None: keep every length)."""
+    notes, closed = codec.decode(tokens), 0
+    if max_note_quarters is not None:
+        notes, closed = cap_lengths(notes, max(1, round(max_note_quarters * codec.steps_per_quarter)))
+    return Decoded(notes, closed, codec.steps_per_quarter)
+
+
+def decode_ids(tokens: Sequence[str] | Sequence[int], vocab: Vocabulary, max_note_quarters: float | None = None) -> Decoded:
+    """Token strings or ids of ``vocab`` (a MIDI vocabulary: its meta names the codec) -> :class:`Decoded`."""
+    strings = [t if isinstance(t, str) else vocab.tokens[int(t)] for t in tokens]
+    return decode_capped(codec_from_meta(vocab.meta), strings, max_note_quarters)
 
 
 def make_codec(

@@ -253,10 +253,15 @@ def _stats(files, pieces, skipped, splits, ids, vocab) -> dict[str, Any]:  # noq
 
 def tokens_of_file(path: str | Path, meta: dict[str, Any]) -> list[str]:
     """Encode one MIDI file exactly as the dataset whose vocabulary ``meta`` describes (a prime for sampling)."""
+    return encode_prime(path, meta)[0]
+
+
+def encode_prime(path: str | Path, meta: dict[str, Any]) -> tuple[list[str], int]:
+    """:func:`tokens_of_file`, and the semitones its key was moved by (``normalize_key``; 0 otherwise)."""
     fields = {f.name for f in dataclasses.fields(EncodeMidiConfig)}
     settings = {k: v for k, v in meta.items() if k in fields and k not in ("transpose", "split")}
     cfg = EncodeMidiConfig(**{**settings, "corpus": str(meta.get("corpus", "prime"))})
     prepared = prepare_piece((str(path), str(path), cfg))
     if isinstance(prepared, Skipped):
         raise MidiCorpusError(f"{path}: cannot be used as a prime: {prepared.reason}")
-    return codec_for(cfg).encode(prepared.notes)
+    return codec_for(cfg).encode(prepared.notes), prepared.key_shift

@@ -157,3 +157,16 @@ def pitch_class_durations(notes: Iterable[Note]) -> list[int]:
     for n in notes:
         weights[n.pitch % 12] += n.end - n.start
     return weights
+
+
+def cap_lengths(notes: Iterable[Note], max_length: int) -> tuple[list[Note], int]:
+    """Close every note longer than ``max_length`` units at ``start + max_length``; return the notes and how many.
+
+    Sampled music can hold a note for ever (a note-on never switched off); a keyboard player lets go.
+    """
+    capped, closed = [], 0
+    for n in notes:
+        if n.end - n.start > max_length:
+            n, closed = n._replace(end=n.start + max_length), closed + 1
+        capped.append(n)
+    return capped, closed

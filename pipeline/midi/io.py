@@ -151,41 +151,53 @@ def write_midi(piece: Piece, path: str | Path, qpm: float = 120.0) -> None:
         tmp.write_bytes(mf.writestr())
 
 
-def decode_to_midi(tokens: Sequence[str] | Sequence[int], vocab: Vocabulary, out_path: str | Path) -> list[Note]:
+def decode_to_midi(tokens: Sequence[str] | Sequence[int], vocab: Vocabulary, out_path: str | Path,
+                   max_note_quarters: float | None = None) -> list[Note]:
     """Token strings or ids -> a playable ``.mid`` file (one piano part), using only ``vocab.json``'s meta.
 
-    Decoding stops at the first ``<eos>``; returns the notes written (times in grid steps).
+    Decoding stops at the first ``<eos>``; notes held longer than ``max_note_quarters`` are closed there
+    (None: none is); returns the notes written (times in grid steps).
     """
-    from pipeline.midi.codec import codec_from_meta
+    from pipeline.midi.codec import decode_ids
 
-    codec = codec_from_meta(vocab.meta)
-    strings = [t if isinstance(t, str) else vocab.tokens[int(t)] for t in tokens]
-    notes = codec.decode(strings)
-    write_midi(Piece(tuple(notes), codec.steps_per_quarter), out_path, qpm=float(vocab.meta.get("qpm", 120)))
-    return notes
+    decoded = decode_ids(tokens, vocab, max_note_quarters)
+    write_decoded(decoded, vocab, out_path)
+    return decoded.notes
+
+
+def write_decoded(decoded: Any, vocab: Vocabulary, out_path: str | Path) -> None:
+    """Write a :class:`~pipeline.midi.codec.Decoded` as a ``.mid`` file at the vocabulary's tempo."""
+    piece = Piece(tuple(decoded.notes), decoded.steps_per_quarter)
+    write_midi(piece, out_path, qpm=float(vocab.meta.get("qpm", 120)))
 
 
 # --------------------------------------------------------------------------- key analysis
 
 
-def key_shift_to_c(notes: Sequence[Note], resolution: int) -> int:
-    """Semitones in [-6, 5] that take the piece to C major or A minor (music21's key analysis).
+def estimate_key(notes: Sequence[Note], resolution: int) -> tuple[int, str] | None:
+    """The key of a piece as (tonic pitch class, "major" | "minor") by music21's analysis; None without notes.
 
     Krumhansl-Schmuckler weighs pitch classes by duration only, so a stream of one note
     per pitch class, as long as all its notes together, gives the same key as the whole
     piece at a fraction of the cost.
     """
-    from pipeline.midi.events import key_shift
-
     weights = pitch_class_durations(notes)
     if not any(weights):
-        return 0
+        return None
     s = stream.Stream()
     for pc, ticks in enumerate(weights):
         if ticks:
             s.append(note.Note(60 + pc, quarterLength=ticks / resolution))
     key = analysis.discrete.KrumhanslSchmuckler().getSolution(s)
-    return key_shift(key.tonic.pitchClass, key.mode)
+    return key.tonic.pitchClass, key.mode
+
+
+def key_shift_to_c(notes: Sequence[Note], resolution: int) -> int:
+    """Semitones in [-6, 5] that take the piece to C major or A minor (music21's key analysis)."""
+    from pipeline.midi.events import key_shift
+
+    key = estimate_key(notes, resolution)
+    return 0 if key is None else key_shift(*key)
 
 
 # --------------------------------------------------------------------------- music21 corpus export

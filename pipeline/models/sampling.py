@@ -11,6 +11,10 @@ Decisions (the issue left them open):
 - Order of the filters: temperature, then the ``<pad>`` ban, then top-k, then top-p (nucleus) on what is left.
 - Draws come from a private ``torch.Generator`` seeded with ``seed``: the same seed, model and arguments give
   the same samples, and the global RNG (the training loop's) is left untouched.
+- A ``guide`` (optional) follows every row as it grows: it sees each id appended to each row (the context
+  first, then every draw) and may ban ids for the next draw and end rows early; a row it ends stops there as
+  if it had drawn ``<eos>``.  Music sampling uses one to forbid a note-on for a pitch already sounding and to
+  bound a continuation in quarter notes (:mod:`pipeline.evaluation.guide`); without one nothing changes.
 - On a CPU, the step loop runs with oneDNN (mkldnn) disabled: oneDNN's ``nn.LSTM`` pays a large fixed cost per
   call, which dominates when each call is a single time step (bench/bench_sampling.py, BENCHMARKS.md).
 """
@@ -20,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
+from typing import Protocol
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -32,10 +38,19 @@ class SamplingError(UserError, ValueError):
     """Invalid sampling arguments (temperature, top-k, top-p, prime ids, sizes)."""
 
 
+class Guide(Protocol):
+    """Follows the rows being sampled; see the module docstring."""
+
+    def update(self, tokens: list[int], generated: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``tokens`` (N ids) were just appended to the rows (``generated``: drawn, not context); return the ids
+        banned from the next draw, (N, V) bool, and the rows that are complete, (N,) bool (either may be None)."""
+        ...
+
+
 def sample(model: nn.Module, *, n: int, max_length: int, prime: Sequence[int] | None = None,
            temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
            eos_id: int | None = 2, pad_id: int | None = 0, seed: int | None = None,
-           device: str | torch.device | None = None) -> list[list[int]]:
+           device: str | torch.device | None = None, guide: Guide | None = None) -> list[list[int]]:
     """Draw ``n`` sequences of at most ``max_length`` new ids from ``model``, batched (one forward per step).
 
     ``device`` is where the model's parameters live (None: look it up); the model is never moved, since moving
@@ -46,6 +61,8 @@ def sample(model: nn.Module, *, n: int, max_length: int, prime: Sequence[int] | 
     ensure_causal(model, "generate")
     vocab_size = int(model.vocab_size)
     _validate(n, max_length, temperature, top_k, top_p, eos_id, pad_id, vocab_size)
+    if guide is not None and eos_id is None:
+        raise SamplingError("a guide ends rows with <eos>: pass eos_id")
     context = _context(prime, eos_id, vocab_size)
     device = _model_device(model, device)
     generator = torch.Generator(device=device)
@@ -59,28 +76,45 @@ def sample(model: nn.Module, *, n: int, max_length: int, prime: Sequence[int] | 
         with torch.inference_mode(), _step_kernels(device):
             tokens = _generate(model, torch.tensor([context] * n, device=device), max_length,
                                dict(temperature=temperature, top_k=top_k, top_p=top_p, banned=pad_id),
-                               eos_id, generator)
+                               eos_id, generator, guide)
     finally:
         model.train(was_training)
     return _trim(tokens, eos_id)
 
 
 def _generate(model: nn.Module, context: Tensor, max_length: int, filters: dict, eos_id: int | None,
-              generator: torch.Generator) -> Tensor:
+              generator: torch.Generator, guide: Guide | None = None) -> Tensor:
     """The step loop: context (N, P) -> generated ids (N, steps), steps <= max_length."""
     logits, state = model(context)  # the whole prime in one call: (N, P, V)
     finished = torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
+    banned, ended = None, None  # the guide's verdicts on the rows so far, as tensors
+    if guide is not None:
+        for column in context.unbind(1):
+            banned, ended = _verdicts(guide.update(column.tolist(), False), context.device)
     steps = []
     for _ in range(max_length):
-        probs = torch.softmax(filter_logits(logits[:, -1].float(), **filters), dim=-1)  # (N, V)
+        scores = logits[:, -1].float()  # (N, V)
+        if banned is not None:
+            scores = scores.masked_fill(banned, -math.inf)
+        probs = torch.softmax(filter_logits(scores, **filters), dim=-1)  # (N, V)
         token = torch.multinomial(probs, 1, generator=generator)  # (N, 1)
+        if ended is not None:  # a row the guide ended gets <eos>, so that _trim cuts it there
+            token = token.masked_fill(ended.unsqueeze(1), eos_id)
         steps.append(token)
         if eos_id is not None:
             finished |= token.squeeze(1) == eos_id
             if bool(finished.all()):
                 break
+        if guide is not None:
+            banned, ended = _verdicts(guide.update(token.squeeze(1).tolist(), True), context.device)
+            if ended is not None and bool((finished | ended).all()):
+                break
         logits, state = model(token, state)  # (N, 1, V)
     return torch.cat(steps, dim=1)
+
+
+def _verdicts(verdicts: tuple[np.ndarray | None, np.ndarray | None], device: torch.device) -> tuple[Tensor | None, ...]:
+    return tuple(None if v is None else torch.from_numpy(np.asarray(v, dtype=bool)).to(device) for v in verdicts)
 
 
 def _trim(tokens: Tensor, eos_id: int | None) -> list[list[int]]:
