@@ -238,23 +238,38 @@ def test_bad_warmup_and_time_budget_are_refused(fields, message):
     assert f"train: {message}" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_time_budget_stops_training_and_reports_train_seconds(tmp_path):
+class TrainingClock:
+    """A clock that moves only while the model trains: ``seconds_per_step`` per training forward pass
+    (validation and sampling run the model in eval mode and take no time), so the budget is met at a known step."""
+
+    def __init__(self, model: torch.nn.Module, seconds_per_step: float) -> None:
+        self.now = 0.0
+        model.register_forward_pre_hook(lambda module, args: self._tick(module.training, seconds_per_step))
+
+    def _tick(self, training: bool, seconds: float) -> None:
+        if training:
+            self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_budget_stops_at_the_step_that_spends_it_and_reports_train_seconds(tmp_path):
     vocab, train, val = char_dataset()
-    budget, lr, min_lr = 1.5, 0.01, 1e-3
+    budget, lr, min_lr = 2.0, 0.01, 1e-3  # 16 steps of 1/8 s (exact in binary: no rounding at the boundary)
     settings = tiny_settings(epochs=100_000, time_budget_s=budget, val_every_steps=10, schedule="cosine", lr=lr,
                              min_lr=min_lr, warmup_steps=3, checkpoint_every_steps=100_000,
                              early_stopping_patience=None)
-    result = fit(tiny_train_model(len(vocab)), train, val, settings, tmp_path)
+    model = tiny_train_model(len(vocab))
+    result = fit(model, train, val, settings, tmp_path, clock=TrainingClock(model, seconds_per_step=0.125))
     m = result.metrics
     assert result.stop_reason == "time_budget" and m["early_stopped"] == 0
-    assert budget <= m["train_seconds"] < budget + 2.0  # one step and a log past the budget, with a loaded machine
+    assert m["steps"] == 16 and m["train_seconds"] == budget  # not a step short of the budget, nor one past it
     with output_path(tmp_path, "epochs").open() as f:
         rows = list(csv.DictReader(f))
-    seconds = [float(r["train_seconds"]) for r in rows]
-    assert len(rows) >= 2 and all(a < b for a, b in zip(seconds, seconds[1:], strict=False))
-    assert int(rows[-1]["step"]) == m["steps"] and budget <= seconds[-1] <= m["train_seconds"]
-    # The cosine follows the time spent, so the rate has (nearly) reached min_lr when the budget runs out.
-    assert float(rows[-1]["lr"]) <= min_lr + 0.1 * (lr - min_lr)
+    assert [(int(r["step"]), float(r["train_seconds"])) for r in rows] == [(10, 1.25), (16, 2.0)]
+    # The cosine follows the time spent, so the rate has reached min_lr when the budget runs out.
+    assert float(rows[-1]["lr"]) == pytest.approx(min_lr)
 
 
 # --------------------------------------------------------------------------- window evaluation

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from pipeline.models.checkpoint import CheckpointError, checkpoint_payload, load_checkpoint, save_checkpoint
+from pipeline.training.state import LoopState
 
 TRAINING_KIND = "training"
 
@@ -87,3 +88,29 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     if payload.get("kind") != TRAINING_KIND:
         raise CheckpointError(f"{path}: a model checkpoint, not a training checkpoint (resume from checkpoint.pt)")
     return payload
+
+
+def restore_best_model(model: nn.Module, path: str | Path, device: torch.device | str) -> bool:
+    """Load the best model's weights (``model.pt``) into ``model``; False when there is none."""
+    if not Path(path).exists():
+        return False
+    model.load_state_dict(load_checkpoint(path, map_location=device)["model_state"])
+    return True
+
+
+def restore_training_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                                device: torch.device) -> tuple[LoopState, Any, dict[str, Any]]:
+    """Load ``path`` into ``model``, ``optimizer`` and ``scheduler``; return the loop's state, the carried state
+    (on ``device``) and the RNG states, which the caller restores last (so that nothing draws from them first)."""
+    payload = load_training_checkpoint(path)
+    try:
+        model.load_state_dict(payload["model_state"])
+        optimizer.load_state_dict(payload["optimizer"])
+        if scheduler is not None and payload["scheduler"] is not None:
+            scheduler.load_state_dict(payload["scheduler"])
+        return LoopState(**payload["loop"]), to_device(payload["carried_state"], device), payload["rng"]
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # another shape, optimizer or seqlab version
+        reason = (str(e).replace("\n", " ").replace("\t", "") or type(e).__name__)[:200]
+        raise ResumeMismatchError(
+            f"{path}: the checkpoint does not fit the current model and train settings ({reason}); "
+            f"restore the settings it was trained with, or delete it to start from scratch") from e

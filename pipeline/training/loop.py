@@ -18,12 +18,17 @@ weights and metrics as an uninterrupted one.
 
 Under ``torchrun`` (several processes, see :mod:`.distributed`) each rank trains on its share of every batch
 through a DDP wrapper (``self.train_model``) that averages gradients; only rank 0 writes files and tracks.
+
+Words: *progress* is the progress bar only; how far the run is, 0..1, is ``fraction_done`` (what the cosine
+schedule follows) and the fractional epoch count is ``epochs_done``.  Training time comes from an injected
+clock (:mod:`.timer`); the :class:`~.reporting.Reporter` receives rows and never sees the loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,8 @@ from torch import nn
 
 from pipeline.config import TrainSettings, to_plain
 from pipeline.evaluation.loss import batch_loss, directions, evaluate_split
+from pipeline.models import count_parameters
+from pipeline.models.sampling import sample
 from pipeline.runtime import resolve_device
 from pipeline.tracking import NullTracker, Tracker
 from pipeline.tracking.lifecycle import end_run
@@ -40,25 +47,27 @@ from pipeline.training import checkpoints as ckpt
 from pipeline.training import distributed
 from pipeline.training.batching import DataTooSmallError, TrainBatches
 from pipeline.training.devices import autocast, autocast_dtype, choose_threads, step_timer
+from pipeline.training.history import final_metrics, record_interval, record_validation
 from pipeline.training.meter import StepMeter
-from pipeline.training.optim import build_optimizer, build_scheduler, clip_gradients, layer_grad_norms
-from pipeline.training.outputs import output_path
-from pipeline.training.progress import Progress, progress_enabled
-from pipeline.training.reporting import Reporter
+from pipeline.training.optim import build_optimizer, build_scheduler, clip_gradients, current_lr, layer_grad_norms
+from pipeline.training.outputs import output_path, write_outputs
+from pipeline.training.progress_bar import ProgressBar, progress_bar_enabled
+from pipeline.training.reporting import Reporter, SampleRenderer
 from pipeline.training.state import FitResult, LoopState, TrainingDivergedError, stop_rule_met
-
-SampleRenderer = Callable[[list[list[int]], Path], list[Path]]
+from pipeline.training.timer import Clock, TrainingTimer
 
 
 def fit(model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, settings: TrainSettings,
         out_dir: str | Path, *, tracker: Tracker | None = None, resume: bool = False,
-        render_samples: SampleRenderer | None = None, char_level: bool = False) -> FitResult:
+        render_samples: SampleRenderer | None = None, char_level: bool = False,
+        clock: Clock = time.perf_counter) -> FitResult:
     """Train ``model`` on ``train_ids``, validate on ``val_ids``; outputs go to ``out_dir`` (see :mod:`.outputs`).
 
     ``render_samples(sequences, folder)`` turns sampled ids into files (text, MIDI, PNG) to log at every
-    validation; ``char_level`` adds bits per character (``val_bpc``) to the validation figures.
+    validation; ``char_level`` adds bits per character (``val_bpc``) to the validation figures; ``clock`` is
+    the time source of ``train_seconds`` and the time budget.
     """
-    trainer = Trainer(model, train_ids, val_ids, settings, Path(out_dir), render_samples, char_level)
+    trainer = Trainer(model, train_ids, val_ids, settings, Path(out_dir), render_samples, char_level, clock=clock)
     if resume:
         trainer.restore()
     return trainer.run(tracker or NullTracker())
@@ -69,125 +78,145 @@ class Trainer:
     both before :meth:`run` is given a tracker: a stage opens its tracking run only once the inputs are good.
     """
 
-    def __init__(self, model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, s: TrainSettings,
+    def __init__(self, model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, settings: TrainSettings,
                  out_dir: Path, render_samples: SampleRenderer | None = None, char_level: bool = False,
-                 fingerprint: Mapping[str, str] | None = None) -> None:
-        self.s, self.out_dir = s, out_dir
+                 fingerprint: Mapping[str, str] | None = None, clock: Clock = time.perf_counter) -> None:
+        self.settings, self.out_dir = settings, out_dir
+        self.render_samples, self.char_level = render_samples, char_level
         self.fingerprint = dict(fingerprint or {})  # what shaped this run (see .resume); in every checkpoint
         self.dist = distributed.context()  # rank 0 of 1 unless started by torchrun
-        self.device = torch.device(distributed.device_for(self.dist, resolve_device(s.device)))
+        self.device = torch.device(distributed.device_for(self.dist, resolve_device(settings.device)))
         self.model = model.to(self.device).train()
         if len(val_ids) < 2:
             raise DataTooSmallError("the validation split is empty: give the dataset a val share (split.val > 0)")
         self.val_ids = val_ids
-        distributed.local_batch_size(s.batch_size, self.dist)  # the global batch must split evenly
-        self.batches = TrainBatches(train_ids, s.batching, s.batch_size, s.bptt, s.seed,
+        distributed.local_batch_size(settings.batch_size, self.dist)  # the global batch must split evenly
+        self.batches = TrainBatches(train_ids, settings.batching, settings.batch_size, settings.bptt, settings.seed,
                                     pin_memory=self.device.type == "cuda", rank=self.dist.rank,
                                     world_size=self.dist.world_size)
         self.train_model = distributed.wrap(self.model, self.dist, self.device)  # the model itself on one process
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self.model, s)
-        epochs_steps = s.epochs * len(self.batches)
-        self.total_steps = min(epochs_steps, s.max_steps) if s.max_steps else epochs_steps
-        self.scheduler = build_scheduler(self.optimizer, s)
-        self.amp = autocast_dtype(self.device, s.precision)
+        self.optimizer = build_optimizer(self.model, settings)
+        epochs_steps = settings.epochs * len(self.batches)
+        self.total_steps = min(epochs_steps, settings.max_steps) if settings.max_steps else epochs_steps
+        self.scheduler = build_scheduler(self.optimizer, settings)
+        self.amp = autocast_dtype(self.device, settings.precision)
         self.directions = directions(self.model)
-        self.meter = StepMeter(s.log_every_steps, len(self.directions), s.clip, s.clip_threshold)
+        self.meter = StepMeter(settings.log_every_steps, len(self.directions), settings.clip, settings.clip_threshold)
         self.loop = LoopState(sums=[0.0] * len(self.directions), counts=[0] * len(self.directions))
-        self.reporter = Reporter(self, NullTracker(), render_samples, char_level)
+        self.timer = TrainingTimer(clock)  # training time only: restarted after validations and checkpoints
         self.carried: Any = None
         self._rng: dict[str, Any] | None = None  # RNG states of a restored checkpoint, restored when the run starts
 
     # ------------------------------------------------------------------ the run
 
     def restore(self) -> bool:
-        """Load ``checkpoint.pt`` if there is one (call before :meth:`run`); False when there is none."""
-        self._rng = self._restore()
-        return self._rng is not None
+        """Load ``checkpoint.pt`` if there is one (call before :meth:`run`); False when there is none.
+        Its RNG states are restored when the run starts."""
+        path = output_path(self.out_dir, "checkpoint")
+        if not path.exists():
+            print(f"seqlab: no checkpoint at {path}; starting from scratch", flush=True)
+            return False
+        self.loop, self.carried, self._rng = ckpt.restore_training_checkpoint(path, self.model, self.optimizer,
+                                                                              self.scheduler, self.device)
+        return True
 
     def run(self, tracker: Tracker | None = None) -> FitResult:
         """Train until a stop rule; the tracker's run ends with the training, however it ends."""
-        if tracker is not None:
-            self.reporter.tracker = tracker
+        tracker = tracker if tracker is not None else NullTracker()
         rng = self._rng
         if not rng:
-            self.loop.threads = choose_threads(self.s.threads, self.device, self._probe)
+            self.loop.threads = choose_threads(self.settings.threads, self.device, self._probe)
         else:
             choose_threads(self.loop.threads, self.device)
-        self.loop.run_id = self.reporter.tracker.run_id
+        self.loop.run_id = tracker.run_id
         if rng:  # last, so that nothing above draws from the restored generators
             ckpt.restore_rng(rng)
-        distributed.seed_per_rank(self.s.seed, self.loop.step, self.dist)
-        self.progress = Progress(self.total_steps, self.loop.step,
-                                 progress_enabled(self.s.progress) and self.dist.is_main,
-                                 description=self.out_dir.name)
+        distributed.seed_per_rank(self.settings.seed, self.loop.step, self.dist)
+        progress_bar = ProgressBar(self.total_steps, self.loop.step,
+                                   progress_bar_enabled(self.settings.progress) and self.dist.is_main,
+                                   description=self.out_dir.name)
+        self.reporter = Reporter(tracker, progress_bar, self.directions, self.timer.clock,
+                                 render_samples=self.render_samples, run_name=self.out_dir.name)
         try:
-            stop = self._epochs()
-            return self.reporter.finish(stop)
+            return self._finish(self._epochs())
         except BaseException as e:  # FAILED, or KILLED for Ctrl-C/SIGTERM; the last checkpoint stays as it was
-            end_run(self.reporter.tracker, e)
+            end_run(tracker, e)
             raise
         finally:
-            self.progress.close()
+            self.reporter.close()
 
     def _epochs(self) -> str:
-        stop = stop_rule_met(vars(self.loop), self.s)  # a resumed run that already stopped takes no further step
+        stop = stop_rule_met(vars(self.loop), self.settings)  # a resumed run that already stopped takes no step
         if stop in ("max_steps", "time_budget") and self.loop.last_val_step != self.loop.step:
             stop = self._validate() or stop  # its checkpoint was written just before the final validation
-        while not stop and self.loop.epoch < self.s.epochs:
+        while not stop and self.loop.epoch < self.settings.epochs:
             stop = self._epoch()
         return stop or "completed"
 
     def _epoch(self) -> str | None:
-        state = self.carried if self.loop.position else None  # a stream restarts at every epoch
-        self.reporter.start_timer()
+        carried = self.carried if self.loop.position else None  # a stream restarts at every epoch
+        self.timer.restart()
         for batch in self.batches.epoch(self.loop.epoch, start=self.loop.position):
-            state = self._step(batch, state)
+            carried = self._step(batch, carried)
             self.loop.position += 1
-            stop = self._after_step(state)
+            stop = self._after_step(carried)
             if stop:
                 return stop
         self._log_interval()
-        stop = self._validate() if self.s.val_every_steps == 0 else None
+        stop = self._validate() if self.settings.val_every_steps == 0 else None
         self.loop.epoch, self.loop.position = self.loop.epoch + 1, 0
         self._save_checkpoint(None)
         return stop
 
-    def _step(self, batch, state):
+    def _step(self, batch, carried):
         """One optimizer step; returns the detached state to carry (None for records)."""
         batch = batch.to(self.device, non_blocking=True)
         with autocast(self.device, self.amp):
-            loss = batch_loss(self.train_model, batch, state)
+            loss = batch_loss(self.train_model, batch, carried)
         self.optimizer.zero_grad(set_to_none=True)
         loss.objective.backward()
         step = self.loop.step + 1
-        if step % self.s.layer_norms_every_steps == 0:
+        if step % self.settings.layer_norms_every_steps == 0:
             self.meter.record_layer_norms(step, *layer_grad_norms(self.model))
-        clip = clip_gradients(self.params, self.s.clip, self.s.clip_threshold)
+        clip = clip_gradients(self.params, self.settings.clip, self.settings.clip_threshold)
         self.meter.record(step, loss, clip)
         if self.device.type == "cpu" and not self.meter.last_is_finite():
             self._diverged(step)  # before the update: the weights in memory stay good too
         self.optimizer.step()
         self.loop.step = step
-        if self.s.schedule != "plateau":
-            self.scheduler.step(step, self._progress())
+        if self.settings.schedule != "plateau":
+            self.scheduler.step(step, self._fraction_done())
         return self.model.detach_state(loss.state) if self.batches.carries_state else None
 
-    def _after_step(self, state) -> str | None:
-        step, stop = self.loop.step, None
+    def _after_step(self, carried) -> str | None:
+        step, stop, settings = self.loop.step, None, self.settings
         if self.meter.full:
             self._log_interval()
-        if self.s.val_every_steps and step % self.s.val_every_steps == 0:
+        if settings.val_every_steps and step % settings.val_every_steps == 0:
             stop = self._validate()
-        if step % self.s.checkpoint_every_steps == 0:
-            self._save_checkpoint(state)
-        if self.s.max_steps and step >= self.s.max_steps:
+        if step % settings.checkpoint_every_steps == 0:
+            self._save_checkpoint(carried)
+        if settings.max_steps and step >= settings.max_steps:
             stop = stop or "max_steps"
-        if self.s.time_budget_s and self.reporter.elapsed() >= self.s.time_budget_s:
+        if settings.time_budget_s and self._train_seconds() >= settings.time_budget_s:
             stop = stop or "time_budget"
         if stop and self.loop.last_val_step != step:
             stop = self._validate() or stop
         return stop
+
+    def _finish(self, stop: str) -> FitResult:
+        """Write the outputs from the best model and end the tracker run (both on rank 0 only)."""
+        self.reporter.close()
+        if not self.dist.is_main:  # DDP: rank 0 writes and tracks the result (see pipeline.training.distributed)
+            return FitResult(self._final_metrics(stop), stop, self.out_dir, None)
+        # The run's result is the best model by validation loss, not the last step.
+        ckpt.restore_best_model(self.model, output_path(self.out_dir, "model"), self.device)
+        metrics = self._final_metrics(stop)
+        clip = self.settings.clip_threshold if self.settings.clip == "norm" else None
+        files = write_outputs(self.out_dir, metrics, self.loop.epochs, self.loop.intervals, clip)
+        self.reporter.log_result(files, self.model, stop)
+        return FitResult(metrics, stop, self.out_dir, self.reporter.run_id)
 
     # ------------------------------------------------------------------ periodic work
 
@@ -199,67 +228,56 @@ class Trainer:
             interval = self.meter.drain()  # on a GPU, this is where a NaN/Inf step is found
             if interval.first_bad is not None:
                 self._diverged(interval.first_bad)
-            self.reporter.log_interval(interval)
+            seconds = self.timer.lap()  # the tracker calls below count in the next interval
+            row = record_interval(self.loop, interval, seconds, self.epochs_done, current_lr(self.optimizer))
+            self.loop.tracking_seconds += self.reporter.log_interval(interval, row)
 
     def _validate(self) -> str | None:
         self._log_interval()
+        settings = self.settings
         with autocast(self.device, self.amp):
-            figures = evaluate_split(self.model, self.val_ids, mode=self.s.batching, batch_size=self.s.eval_batch_size,
-                                     bptt=self.s.eval_bptt, device=self.device)
+            figures = evaluate_split(self.model, self.val_ids, mode=settings.batching,
+                                     batch_size=settings.eval_batch_size, bptt=settings.eval_bptt, device=self.device)
         val_loss = figures["loss"]
-        if self.s.schedule == "plateau":
+        if settings.schedule == "plateau":
             self.scheduler.step(val_loss)
         improved = val_loss < self.loop.best_val_loss
         if improved:
             self.loop.best_val_loss, self.loop.best_step, self.loop.bad_validations = val_loss, self.loop.step, 0
             if self.dist.is_main:
                 ckpt.save_best_model(output_path(self.out_dir, "model"), self.model, step=self.loop.step,
-                                     epoch=self.epoch_progress, val_loss=val_loss)
+                                     epoch=self.epochs_done, val_loss=val_loss)
         else:
             self.loop.bad_validations += 1
         self.loop.last_val_step = self.loop.step
-        self.reporter.log_validation(figures, improved)
-        patience = self.s.early_stopping_patience
+        row = record_validation(self.loop, figures, self.directions, self.epochs_done, current_lr(self.optimizer),
+                                self.char_level)
+        self.loop.tracking_seconds += self.reporter.log_validation(row, improved, self._samples())
+        self.timer.restart()
+        patience = settings.early_stopping_patience
         return "early_stopping" if patience and self.loop.bad_validations >= patience else None
 
-    def _save_checkpoint(self, state) -> None:
+    def _samples(self) -> list[list[int]]:
+        """Sequences to log at a validation: none without a renderer, or from a model that sees the future."""
+        cfg = self.settings.sample
+        if self.render_samples is None or cfg.n == 0 or not getattr(self.model, "causal", True):
+            return []
+        return sample(self.model, n=cfg.n, max_length=cfg.max_length, temperature=cfg.temperature, top_k=cfg.top_k,
+                      top_p=cfg.top_p, seed=self.settings.seed + self.loop.step, device=self.device)
+
+    def _save_checkpoint(self, carried) -> None:
         self._log_interval()  # drains and checks the meter; a resumed run starts a fresh interval here too
         if not self.dist.is_main:
-            self.reporter.start_timer()
+            self.timer.restart()
             return
         if self.dist.enabled:
-            state = None  # rank 0 holds only its own streams' state: a resumed DDP run restarts the state
-        training = {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "carried_state": ckpt.to_cpu(state),
-            "loop": dataclasses.asdict(self.loop),
-            "settings": to_plain(self.s),
-            "fingerprint": self.fingerprint,
-        }
+            carried = None  # rank 0 holds only its own streams' state: a resumed DDP run restarts the state
+        training = {"optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                    "carried_state": ckpt.to_cpu(carried), "loop": dataclasses.asdict(self.loop),
+                    "settings": to_plain(self.settings), "fingerprint": self.fingerprint}
         ckpt.save_training_checkpoint(output_path(self.out_dir, "checkpoint"), self.model, training)
-        self.reporter.start_timer()
-
-    def _restore(self) -> dict[str, Any] | None:
-        """Load ``checkpoint.pt`` if there is one; return its RNG states (restored last, by :meth:`run`)."""
-        path = output_path(self.out_dir, "checkpoint")
-        if not path.exists():
-            print(f"seqlab: no checkpoint at {path}; starting from scratch", flush=True)
-            return None
-        payload = ckpt.load_training_checkpoint(path)
-        try:
-            self.model.load_state_dict(payload["model_state"])
-            self.optimizer.load_state_dict(payload["optimizer"])
-            if self.scheduler is not None and payload["scheduler"] is not None:
-                self.scheduler.load_state_dict(payload["scheduler"])
-            self.loop = LoopState(**payload["loop"])
-            self.carried = ckpt.to_device(payload["carried_state"], self.device)
-            return payload["rng"]
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # another shape, optimizer or seqlab version
-            reason = (str(e).replace("\n", " ").replace("\t", "") or type(e).__name__)[:200]
-            raise ckpt.ResumeMismatchError(
-                f"{path}: the checkpoint does not fit the current model and train settings ({reason}); "
-                f"restore the settings it was trained with, or delete it to start from scratch") from e
+        self.timer.restart()
 
     def _probe(self):
         """Seconds per training step on a throwaway copy of the model, for the thread-count choice."""
@@ -271,16 +289,25 @@ class Trainer:
             loss.objective.backward()
             optimizer.step()
 
-        return step_timer(self.model, lambda m: build_optimizer(m, self.s), one_step)
+        return step_timer(self.model, lambda m: build_optimizer(m, self.settings), one_step)
 
-    def _progress(self) -> float:
+    # ------------------------------------------------------------------ where the run is
+
+    def _train_seconds(self) -> float:
+        """Seconds of training so far (validation, checkpoints and sampling excluded), up to now."""
+        return self.loop.train_seconds + self.timer.running()
+
+    def _fraction_done(self) -> float:
         """How far the run is, 0..1: steps over the planned total, or the time budget spent if further along."""
-        progress = self.loop.step / max(self.total_steps, 1)
-        if self.s.time_budget_s:
-            progress = max(progress, self.reporter.elapsed() / self.s.time_budget_s)
-        return progress
+        done = self.loop.step / max(self.total_steps, 1)
+        if self.settings.time_budget_s:
+            done = max(done, self._train_seconds() / self.settings.time_budget_s)
+        return done
+
+    def _final_metrics(self, stop: str) -> dict[str, Any]:
+        return final_metrics(self.loop, stop, self.epochs_done, count_parameters(self.model))
 
     @property
-    def epoch_progress(self) -> float:
+    def epochs_done(self) -> float:
         """Epochs done, fractional mid-epoch (the x axis of the per-validation series)."""
         return round(self.loop.epoch + self.loop.position / max(len(self.batches), 1), 4)

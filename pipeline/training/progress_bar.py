@@ -9,13 +9,13 @@ import sys
 from tqdm import tqdm
 
 
-def progress_enabled(requested: bool = True) -> bool:
+def progress_bar_enabled(requested: bool = True) -> bool:
     """A bar only for a person watching: not under CI (``CI=true``), not into a log file or a pipe."""
     ci = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
     return requested and not ci and sys.stderr.isatty()
 
 
-class Progress:
+class ProgressBar:
     """A tqdm bar over optimizer steps, or one line per :meth:`note` when disabled."""
 
     def __init__(self, total: int, initial: int, enabled: bool, description: str = "train") -> None:

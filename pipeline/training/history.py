@@ -1,0 +1,69 @@
+"""The run's records, kept in its :class:`~.state.LoopState` (so a resumed run continues them): one row per
+logging interval (``grad_norms.csv``), one per validation (``epochs.csv``), and the final metrics
+(``metrics.json``).  The loop calls these; the reporter only receives the rows they return."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pipeline.evaluation.loss import summarize
+from pipeline.training.meter import Interval, finite_mean
+from pipeline.training.state import LoopState
+
+
+def record_interval(loop: LoopState, interval: Interval, seconds: float, epochs_done: float,
+                    lr: float) -> dict[str, Any]:
+    """Add a logging interval of ``seconds`` of training to ``loop``; return its ``grad_norms.csv`` row."""
+    loop.train_seconds += seconds
+    loop.tokens += interval.counts[0]
+    loop.sums = [a + b for a, b in zip(loop.sums, interval.loss_sums, strict=True)]
+    loop.counts = [a + b for a, b in zip(loop.counts, interval.counts, strict=True)]
+    row = {"step": interval.steps[-1], "epoch": epochs_done, "train_loss": interval.loss,
+           "grad_norm_mean": finite_mean(interval.grad_norm), "grad_norm_max": max(interval.grad_norm),
+           "grad_norm_clipped_mean": finite_mean(interval.grad_norm_clipped),
+           "clip_rate": sum(interval.clipped) / len(interval.clipped), "lr": lr,
+           "tokens_per_s": interval.counts[0] / seconds}
+    loop.intervals.append(row)
+    return row
+
+
+def record_validation(loop: LoopState, figures: dict[str, float], directions: tuple[str, ...], epochs_done: float,
+                      lr: float, char_level: bool) -> dict[str, Any]:
+    """Add a validation's ``figures`` to ``loop`` and start the next train-loss average; return its
+    ``epochs.csv`` row (``val_*``: the validation figures, plus ``val_bpc`` for character-level data)."""
+    val = {f"val_{k}": v for k, v in figures.items() if k != "tokens"}
+    if char_level:
+        val["val_bpc"] = figures["bits_per_token"]
+    train = summarize(loop.sums, loop.counts, directions) if loop.counts[0] else {"loss": math.nan}
+    row = {"epoch": epochs_done, "step": loop.step, "train_loss": train["loss"],
+           "train_perplexity": exp_loss(train["loss"]), **val, "lr": lr,
+           "train_seconds": round(loop.train_seconds, 3)}
+    loop.epochs.append(row)
+    loop.sums, loop.counts = [0.0] * len(loop.sums), [0] * len(loop.counts)
+    return row
+
+
+def final_metrics(loop: LoopState, stop: str, epochs_done: float, parameters: int) -> dict[str, Any]:
+    """``metrics.json``: the best validation's figures and the run's totals."""
+    best = next((r for r in loop.epochs if r["step"] == loop.best_step), loop.epochs[-1] if loop.epochs else {})
+    metrics = {k: v for k, v in best.items() if k.startswith("val_")}
+    last = loop.intervals[-1] if loop.intervals else {}
+    metrics.update(
+        best_step=loop.best_step, best_epoch=best.get("epoch", 0.0), steps=loop.step,
+        epochs=epochs_done, early_stopped=int(stop == "early_stopping"),
+        train_loss=loop.epochs[-1]["train_loss"] if loop.epochs else math.nan,
+        grad_norm_final=last.get("grad_norm_mean", math.nan),
+        clip_rate=finite_mean([r["clip_rate"] for r in loop.intervals]),
+        parameters=parameters, threads=loop.threads,
+        train_seconds=round(loop.train_seconds, 3),
+        tokens_per_s=round(loop.tokens / loop.train_seconds, 1) if loop.train_seconds else 0.0,
+        tracking_seconds=round(loop.tracking_seconds, 3),
+        tracking_share=round(loop.tracking_seconds / loop.train_seconds, 5) if loop.train_seconds else 0.0,
+    )
+    return metrics
+
+
+def exp_loss(loss: float) -> float:
+    """Perplexity of a mean NLL; inf instead of an overflow."""
+    return math.exp(loss) if loss < 700 else math.inf
