@@ -97,7 +97,8 @@ def condition_figures(model, data: tuple[torch.Tensor, ...], num_styles: int) ->
 
 
 def polyphony(sequences: list[list[int]], vocab: Vocabulary) -> float:
-    """Mean notes per onset over decoded samples (1 for a melody, ~4 for a four-voice chorale)."""
+    """Mean notes per onset over decoded samples (1 for a melody, ~2 for a four-voice chorale: a note held while
+    other voices move is one note)."""
     from pipeline.midi.codec import codec_from_meta
 
     codec, ratios = codec_from_meta(vocab.meta), []
