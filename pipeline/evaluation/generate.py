@@ -29,6 +29,7 @@ class Prime:
     ids: list[int]
     unknown: list[str]  # prime tokens that are not in the vocabulary (sampled as <unk>)
     key_shift: int = 0  # semitones the dataset's normalize_key moved a MIDI prime by (undone when writing)
+    tokens: list[str] = dataclasses.field(default_factory=list)  # as encoded, unknown ones included (for MIDI output)
 
 
 class PrimeError(UserError, ValueError):
@@ -80,7 +81,7 @@ def prime_ids(prime: str | None, vocab: Vocabulary) -> Prime:
 def _prime(tokens: list[str], vocab: Vocabulary, key_shift: int = 0) -> Prime:
     ids = [vocab.id(t) for t in tokens]
     unknown = [t for t, i in zip(tokens, ids, strict=True) if i == UNK_ID and t != vocab.tokens[UNK_ID]]
-    return Prime(ids, unknown, key_shift)
+    return Prime(ids, unknown, key_shift, list(tokens))
 
 
 def prime_of_midi(path: str | Path, vocab: Vocabulary) -> Prime:
@@ -132,26 +133,29 @@ def generate(model: torch.nn.Module, vocab: Vocabulary, prime: Prime, *, n: int,
     guide = guide_for(vocab, n, forbid_sounding_note_on, max_note_quarters, quarters)
     sequences = sample(model, n=n, max_length=max_length, prime=prime.ids or None, temperature=temperature,
                        top_k=top_k, top_p=top_p, seed=seed, device=device, guide=guide)
-    full = [prime.ids + seq for seq in sequences]
     if not music:
-        return Generated([detokenize(seq, vocab).rstrip("\n") for seq in full], [])
-    return _write_music(full, vocab, prime, Path(out), max_note_quarters, quarters)
+        return Generated([detokenize(prime.ids + seq, vocab).rstrip("\n") for seq in sequences], [])
+    return _write_music(sequences, vocab, prime, Path(out), max_note_quarters, quarters)
 
 
 def _write_music(sequences: list[list[int]], vocab: Vocabulary, prime: Prime, out: Path,
                  max_note_quarters: float | None, quarters: float | None) -> Generated:
-    """Decode each prime + continuation (cut ``quarters`` after the prime, moved back to the prime's key)."""
+    """Decode each prime + continuation (cut ``quarters`` after the prime, moved back to the prime's key).
+
+    The prime is written as it was encoded: its tokens the vocabulary lacks (``<unk>`` to the model) keep their
+    notes and time in the file."""
     from pipeline.evaluation.guide import clip_notes
     from pipeline.midi.codec import Decoded, decode_ids
     from pipeline.midi.events import transpose
     from pipeline.midi.io import write_decoded
     from pipeline.midi.pianoroll import render_piano_roll
 
-    prime_end = max((note.end for note in decode_ids(prime.ids, vocab).notes), default=0)
+    head: list[str] | list[int] = prime.tokens or prime.ids  # strings: unknown tokens keep their notes
+    prime_end = max((note.end for note in decode_ids(head, vocab).notes), default=0)
     result = Generated([], [])
     for i, seq in enumerate(sequences):
         path = out if len(sequences) == 1 else out.with_name(f"{out.stem}_{i:02d}{out.suffix or '.mid'}")
-        decoded = decode_ids(seq, vocab, max_note_quarters)
+        decoded = decode_ids([*head, *seq], vocab, max_note_quarters)
         notes = decoded.notes
         if quarters is not None:
             notes = clip_notes(notes, prime_end + round(quarters * decoded.steps_per_quarter))

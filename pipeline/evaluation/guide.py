@@ -8,8 +8,9 @@ Used by the RNN sampler and the n-gram baseline's alike (numpy only).
   ``on_P`` while P is on (and younger than the note-length cap, past which decoding closes it anyway); in the
   ``note`` encoding, where a pitch in consecutive slices is one held note, the only way to strike a sounding
   pitch again is to repeat the previous slice after a boundary that is not a chunk split, so that is banned;
-- with ``max_quarters``, ends a row once its generated part (the prime not counted) lasts that many quarter
-  notes; the last token may overshoot, :func:`clip_notes` cuts the decoded notes at the bound.
+- with ``max_quarters``, makes a row's generated part (the prime not counted) last that many quarter notes:
+  ``<eos>`` is banned before and the row ends once it gets there; the last token may overshoot,
+  :func:`clip_notes` cuts the decoded notes at the bound.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from pipeline.midi.codec import Codec, EventCodec, NoteCodec, codec_from_meta
 from pipeline.midi.events import Note
-from pipeline.vocab import SPECIALS, Vocabulary
+from pipeline.vocab import EOS_ID, SPECIALS, Vocabulary
 
 
 class MusicGuide:
@@ -67,11 +68,14 @@ class MusicGuide:
             self.slice.append(piece)
 
     def update(self, tokens: Sequence[int], generated: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
-        banned = np.zeros((len(self.time), self.vocab_size), dtype=bool) if self.forbid else None
+        steer = self.forbid or self.limit is not None
+        banned = np.zeros((len(self.time), self.vocab_size), dtype=bool) if steer else None
         for row, token in enumerate(tokens):
             self._follow(row, int(token), generated)
-            if banned is not None:
+            if self.forbid:
                 banned[row, self._banned(row)] = True
+            if self.limit is not None and self.time[row] < self.limit:
+                banned[row, EOS_ID] = True  # a bounded continuation lasts its length: no end before
         done = None if self.limit is None else np.array([t >= self.limit for t in self.time])
         return banned, done
 

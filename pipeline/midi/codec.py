@@ -262,8 +262,8 @@ def decode_capped(codec: Codec, tokens: Iterable[str], max_note_quarters: float 
     return Decoded(notes, closed, codec.steps_per_quarter)
 
 
-def decode_ids(tokens: Sequence[str] | Sequence[int], vocab: Vocabulary, max_note_quarters: float | None = None) -> Decoded:
-    """Token strings or ids of ``vocab`` (a MIDI vocabulary: its meta names the codec) -> :class:`Decoded`."""
+def decode_ids(tokens: Sequence[str | int], vocab: Vocabulary, max_note_quarters: float | None = None) -> Decoded:
+    """Token strings and/or ids of ``vocab`` (a MIDI vocabulary: its meta names the codec) -> :class:`Decoded`."""
     strings = [t if isinstance(t, str) else vocab.tokens[int(t)] for t in tokens]
     return decode_capped(codec_from_meta(vocab.meta), strings, max_note_quarters)
 

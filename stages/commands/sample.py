@@ -62,7 +62,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                        help="a MIDI piece to continue, encoded with the model's own encoding and vocabulary "
                        "(tokens it lacks are reported and sampled as <unk>)")
     p.add_argument("--quarters", type=_positive, metavar="N",
-                   help="music: continue for N quarter notes after the prime (the last note is cut there)")
+                   help="music: continue for N quarter notes after the prime (no end before; the last note is "
+                   "cut there)")
     p.add_argument("--max-note-quarters", type=_cap, default=4.0, metavar="Q",
                    help="music: close any note held longer than Q quarter notes (default 4; none: never)")
     p.add_argument("--forbid-sounding-note-on", action="store_true",
