@@ -7,7 +7,8 @@ ones).  seqlab's time is ``fit``'s own training time (``train_seconds``: every s
 the interval logging to a real MLflow sqlite store at the default rate, excluding only the one validation at the
 end); the minimal loop's is the wall time of the same number of steps.  Then:
 
-* a phase breakdown of seqlab's step (forward+backward, clipping and norms, optimizer, statistics+logging);
+* a phase breakdown of seqlab's step (:func:`pipeline.training.step.train_step`, timed through its ``phase``
+  argument: forward+backward, clipping and norms, optimizer, statistics+logging);
 * peak resident memory of each loop, each in a fresh child process (after imports and after training).
 
 Configurations: ``char``: LSTM 2x512, embedding 128, vocab 65, batch 64, window 128;
@@ -113,40 +114,46 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+# Which share of seqlab's step each phase of train_step (and the loop's statistics) counts in.
+PHASE_SHARES = {"forward": "forward+backward", "zero_grad": "forward+backward", "backward": "forward+backward",
+                "layer_norms": "clipping+norms", "clip": "clipping+norms", "finite_check": "statistics+logging",
+                "update": "optimizer", "statistics": "statistics+logging"}
+
+
 def phase_breakdown(model, ids, c: dict, steps: int) -> dict:
-    """Seconds per phase of seqlab's own step functions (CPU: timers are exact, nothing runs asynchronously)."""
-    from pipeline.evaluation.loss import batch_loss
+    """Shares of seqlab's step (``train_step``, the loop's own) by phase, with the loop's per-step statistics
+    and logging (CPU: timers are exact, nothing runs asynchronously)."""
     from pipeline.tracking import NullTracker
     from pipeline.training.batching import TrainBatches
     from pipeline.training.meter import StepMeter
-    from pipeline.training.optim import build_optimizer, clip_gradients, layer_grad_norms
+    from pipeline.training.optim import build_optimizer
+    from pipeline.training.step import train_step
 
     s = settings(c, steps, torch.get_num_threads())
     batches, optimizer = TrainBatches(ids, "stream", c["batch"], c["bptt"]), build_optimizer(model, s)
     params, meter, tracker = list(model.parameters()), StepMeter(s.log_every_steps, 1, s.clip, s.clip_threshold), NullTracker()
     phases = dict.fromkeys(("forward+backward", "clipping+norms", "optimizer", "statistics+logging"), 0.0)
+
+    @contextlib.contextmanager
+    def timed(phase: str):
+        start = time.perf_counter()
+        yield
+        phases[PHASE_SHARES[phase]] += time.perf_counter() - start
+
     state = None
     for step, batch in enumerate(batches.epoch(0), start=1):
-        t0 = time.perf_counter()
-        loss = batch_loss(model, batch, state)
-        optimizer.zero_grad(set_to_none=True)
-        loss.objective.backward()
-        t1 = time.perf_counter()
-        if step % s.layer_norms_every_steps == 0:
-            meter.record_layer_norms(step, *layer_grad_norms(model))
-        clip = clip_gradients(params, s.clip, s.clip_threshold)
-        t2 = time.perf_counter()
-        optimizer.step()
-        t3 = time.perf_counter()
-        meter.record(step, loss, clip)
-        if meter.full:
-            interval = meter.drain()
-            for i, st in enumerate(interval.steps):
-                tracker.log_metrics({"grad_norm": interval.grad_norm[i]}, step=st)
-        state = model.detach_state(loss.state)
-        t4 = time.perf_counter()
-        for name, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-            phases[name] += seconds
+        result = train_step(model, optimizer, batch, state, params=params, clip=s.clip, clip_threshold=s.clip_threshold,
+                            check_finite=True, phase=timed,
+                            layer_norms_of=model if step % s.layer_norms_every_steps == 0 else None)
+        with timed("statistics"):
+            if result.layer_norms is not None:
+                meter.record_layer_norms(step, *result.layer_norms)
+            meter.record(step, result.loss, result.clip)
+            if meter.full:
+                interval = meter.drain()
+                for i, st in enumerate(interval.steps):
+                    tracker.log_metrics({"grad_norm": interval.grad_norm[i]}, step=st)
+            state = model.detach_state(result.loss.state)
         if step >= steps:
             break
     total = sum(phases.values())

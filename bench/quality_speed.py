@@ -2,11 +2,11 @@
 
 For each run of ``bench/quality/params.yaml`` (``shakespeare-144s``, ``shakespeare-10min``, ``ptb-15min``,
 ``ptb-60min``) the model, optimizer, clipping, schedule, batches and autocast are built with the functions
-``stages.train`` uses (``build_model``, ``build_optimizer``, ``build_scheduler``, ``clip_gradients``,
-``TrainBatches``, ``batch_loss`` under ``devices.autocast``), and the step is a copy of
-``pipeline/training/loop.py``'s ``Trainer._step``: stream windows of (batch_size, bptt), the state carried and
-detached, zero_grad, backward, clip, the per-step statistics and finite check, Adam, the schedule.  Left out: the
-per-parameter gradient norms every 500 steps, validation and checkpoints (not training time).  The ids are random
+``stages.train`` uses (``build_model``, ``build_optimizer``, ``build_scheduler``, ``TrainBatches``), and the step
+is the training loop's own, :func:`pipeline.training.step.train_step`: stream windows of (batch_size, bptt), the
+state carried and detached, the loss under autocast, zero_grad, backward, clip, the finite check, Adam; then, as
+the loop does, the per-step statistics and the schedule.  Left out: the per-parameter gradient norms every 500
+steps, validation and checkpoints (not training time).  The ids are random
 (speed does not depend on their values, except through the adaptive softmax: see "Ids" below), so no corpus is needed.
 
 1. **Ceiling**: the best of a few 2048^3 ``torch.mm`` in float32 and in bfloat16 at every thread count used
@@ -27,11 +27,12 @@ per-parameter gradient norms every 500 steps, validation and checkpoints (not tr
    3 x forward FLOPs x tokens/s over the ceiling at the same thread count, for bf16 and for fp32.  Under bf16
    autocast the adaptive softmax still runs in float32 (see ``pipeline/models/softmax.py``).
 3. **Where a step's time goes**: ``torch.profiler`` (CPU) over ``--profile-steps`` steps of the same step with
-   ``record_function`` scopes: around the data fetch, ``batch_loss``, zero_grad, backward, clipping, the
-   statistics, ``optimizer.step`` + schedule and the state detach in the step itself, and, inside the model,
-   forward hooks on ``embedding``/``embedding_dropout``, ``rnn``, ``dropout`` and ``output`` plus a scope around
-   the loss on the output (``AdaptiveSoftmax.nll_sum`` of the instance, or ``pipeline.evaluation.loss._nll_sum``,
-   which holds the ``.float()`` cast of the logits and ``cross_entropy``), installed only while profiling.  Each
+   ``record_function`` scopes: around the data fetch, the statistics, the schedule and the state detach, around
+   each phase of ``train_step`` (its ``phase`` argument: the loss, zero_grad, backward, clipping, the finite check,
+   ``optimizer.step``), and, inside the model, forward hooks on ``embedding``/``embedding_dropout``, ``rnn``,
+   ``dropout`` and ``output``, installed only while profiling.  What the loss phase runs outside those modules
+   is the loss on the output (the ``.float()`` cast of the logits and ``cross_entropy``, or
+   ``AdaptiveSoftmax.nll_sum``, which the model calls directly) and a few view ops: it counts as softmax.  Each
    profiler event's *self* time (its time minus its children's: together exactly the steps' wall time) goes to the
    innermost scope above it.  The backward pass is attributed to where its forward ran: every autograd node
    (``autograd::engine::evaluate_function: XBackward0``) carries the sequence number of the forward op that
@@ -42,10 +43,10 @@ per-parameter gradient norms every 500 steps, validation and checkpoints (not tr
 
    * **recurrent**: the stack's forward (incl. the bf16 casts of its weights) and all its backward nodes;
    * **softmax**: the output layer with the loss: linear / head and tails, index ops of the adaptive softmax,
-     the float cast, log-softmax, NLL, and their backward nodes;
+     the float cast, log-softmax, NLL, the mean of the loss, and their backward nodes;
    * **optimizer**: ``zero_grad``, clipping (the ``_foreach`` norm and scale), ``Adam.step`` and the schedule;
    * **other**: embedding and dropouts (forward and backward), the autograd engine's own time and gradient
-     accumulation, the mean of the loss, the data fetch, the finite check, the state detach, Python between ops.
+     accumulation, the data fetch, the finite check, the state detach, Python between ops.
 
    The profiler adds a few microseconds per op, so a profiled step is usually a little slower than a timed one
    (both are printed) and the shares of small, many-op parts (optimizer, other) are inflated the most.
@@ -87,15 +88,14 @@ import torch
 from torch import nn
 from torch.autograd.profiler import record_function
 
-import pipeline.evaluation.loss as loss_module
 from pipeline.config import ModelConfig, TrainSettings, load_params
-from pipeline.evaluation.loss import batch_loss
-from pipeline.models import AdaptiveSoftmax, build_model
+from pipeline.models import build_model
 from pipeline.runtime import set_threads
 from pipeline.training.batching import TrainBatches
-from pipeline.training.devices import autocast, autocast_dtype
+from pipeline.training.devices import autocast_dtype
 from pipeline.training.meter import StepMeter
-from pipeline.training.optim import build_optimizer, build_scheduler, clip_gradients
+from pipeline.training.optim import build_optimizer, build_scheduler
+from pipeline.training.step import no_phase, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "bench/quality/params.yaml"
@@ -191,6 +191,13 @@ def describe(cfg: ModelConfig, vocab: int) -> str:
 # --------------------------------------------------------------------------- the training step
 
 
+# The scope of each phase of train_step.  The loss phase's own ops, outside the model's hooked modules, are the
+# loss on the output layer: softmax.
+PHASE_SCOPES = {"forward": "softmax:loss", "zero_grad": "optimizer:zero_grad", "backward": "other:autograd engine",
+                "layer_norms": "other:statistics", "clip": "optimizer:clip", "finite_check": "other:statistics",
+                "update": "optimizer:step"}
+
+
 def _no_scope(label: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
@@ -199,8 +206,12 @@ def _scope(label: str) -> contextlib.AbstractContextManager:
     return record_function(SCOPE + label)
 
 
+def _phase_scope(phase: str) -> contextlib.AbstractContextManager:
+    return _scope(PHASE_SCOPES[phase])
+
+
 class Runner:
-    """One configuration's model, optimizer and batches; :meth:`step` is ``Trainer._step`` (with scopes)."""
+    """One configuration's model, optimizer and batches; :meth:`step` takes the loop's step (with scopes)."""
 
     def __init__(self, cfg: ModelConfig, s: TrainSettings, vocab: int, ids: np.ndarray, threads: int) -> None:
         if s.batching != "stream":
@@ -216,7 +227,7 @@ class Runner:
         self.meter = StepMeter(s.log_every_steps, 1, s.clip, s.clip_threshold)
         self.batches = TrainBatches(ids, "stream", s.batch_size, s.bptt, s.seed)
         self.epoch, self.iterator, self.state, self.steps = 0, self.batches.epoch(0), None, 0
-        self.scope = _no_scope
+        self.scope, self.phase = _no_scope, no_phase
 
     def step(self) -> int:
         """One optimizer step, as the training loop takes it; returns the tokens (input positions) trained on."""
@@ -228,25 +239,18 @@ class Runner:
                 self.iterator = self.batches.epoch(self.epoch)
                 batch = next(self.iterator)
             batch = batch.to(self.device, non_blocking=True)
-        with autocast(self.device, self.amp), scope("other:loss glue"):
-            loss = batch_loss(self.model, batch, self.state)
-        with scope("optimizer:zero_grad"):
-            self.optimizer.zero_grad(set_to_none=True)
-        with scope("other:autograd engine"):
-            loss.objective.backward()
         self.steps += 1
-        with scope("optimizer:clip"):
-            clip = clip_gradients(self.params, s.clip, s.clip_threshold)
+        result = train_step(self.model, self.optimizer, batch, self.state, params=self.params, clip=s.clip,
+                            clip_threshold=s.clip_threshold, amp=self.amp, check_finite=True, phase=self.phase)
+        if not result.updated:
+            raise FloatingPointError(f"loss or gradient not finite at step {self.steps}")
         with scope("other:statistics"):
-            self.meter.record(self.steps, loss, clip)
-            if not self.meter.last_is_finite():
-                raise FloatingPointError(f"loss or gradient not finite at step {self.steps}")
-        with scope("optimizer:step"):
-            self.optimizer.step()
+            self.meter.record(self.steps, result.loss, result.clip)
+        with scope("optimizer:schedule"):
             if s.schedule != "plateau":
                 self.scheduler.step(self.steps, 0.5)  # mid-run: a cosine rate, as most of a budgeted run has
         with scope("other:state detach"):
-            self.state = self.model.detach_state(loss.state)
+            self.state = self.model.detach_state(result.loss.state)
             if self.meter.full:
                 self.meter.drain()
         return batch.num_tokens
@@ -262,7 +266,8 @@ class Runner:
 
 @contextlib.contextmanager
 def model_scopes(runner: Runner):
-    """Profiler scopes inside the model: forward hooks per module, and the loss on the output layer."""
+    """Profiler scopes inside the model: a forward pre-hook and hook per module (the loss needs none: see
+    PHASE_SCOPES)."""
     model = runner.model
     open_scopes: dict[int, list[Any]] = defaultdict(list)
     handles = []
@@ -281,28 +286,11 @@ def model_scopes(runner: Runner):
     for name, label in (("embedding", "other:embedding"), ("embedding_dropout", "other:embedding"),
                         ("rnn", "recurrent"), ("dropout", "other:dropout"), ("output", "softmax")):
         hook(getattr(model, name), label)
-
-    def scoped(function):
-        def wrapper(*args, **kwargs):
-            with record_function(SCOPE + "softmax"):
-                return function(*args, **kwargs)
-        return wrapper
-
-    adaptive = isinstance(model.output, AdaptiveSoftmax)
-    original = loss_module._nll_sum  # the full softmax's loss: float cast of the logits + cross_entropy
-    if adaptive:
-        model.output.nll_sum = scoped(model.output.nll_sum)  # an instance attribute: shadows the method
-    else:
-        loss_module._nll_sum = scoped(original)
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
-        if adaptive:
-            del model.output.nll_sum
-        else:
-            loss_module._nll_sum = original
 
 
 # --------------------------------------------------------------------------- the time split
@@ -370,14 +358,14 @@ def classify(events) -> tuple[dict[str, float], dict[str, float]]:
 def profile_split(runner: Runner, steps: int) -> dict[str, Any]:
     set_threads(runner.threads)
     runner.step()
-    runner.scope = _scope
+    runner.scope, runner.phase = _scope, _phase_scope
     try:
         with model_scopes(runner), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
                 with record_function(SCOPE + "step"):
                     runner.step()
     finally:
-        runner.scope = _no_scope
+        runner.scope, runner.phase = _no_scope, no_phase
     labels, book = classify(prof.events())
     by_category = defaultdict(float)
     for label, us in labels.items():

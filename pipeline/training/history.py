@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from pipeline.evaluation.loss import summarize
-from pipeline.training.meter import Interval, finite_mean
+from pipeline.training.meter import Interval, finite_mean, perplexity
 from pipeline.training.state import LoopState
 
 
@@ -29,19 +29,26 @@ def record_interval(loop: LoopState, interval: Interval, seconds: float, epochs_
 
 
 def record_validation(loop: LoopState, figures: dict[str, float], directions: tuple[str, ...], epochs_done: float,
-                      lr: float, char_level: bool) -> dict[str, Any]:
-    """Add a validation's ``figures`` to ``loop`` and start the next train-loss average; return its
-    ``epochs.csv`` row (``val_*``: the validation figures, plus ``val_bpc`` for character-level data)."""
+                      lr: float, char_level: bool) -> tuple[dict[str, Any], bool]:
+    """Add a validation's ``figures`` to ``loop`` (the best loss so far, the validations since it) and start the
+    next train-loss average.  Returns its ``epochs.csv`` row (``val_*``: the figures, plus ``val_bpc`` for
+    character-level data) and whether it improved on the best."""
+    improved = figures["loss"] < loop.best_val_loss
+    if improved:
+        loop.best_val_loss, loop.best_step, loop.bad_validations = figures["loss"], loop.step, 0
+    else:
+        loop.bad_validations += 1
+    loop.last_val_step = loop.step
     val = {f"val_{k}": v for k, v in figures.items() if k != "tokens"}
     if char_level:
         val["val_bpc"] = figures["bits_per_token"]
     train = summarize(loop.sums, loop.counts, directions) if loop.counts[0] else {"loss": math.nan}
     row = {"epoch": epochs_done, "step": loop.step, "train_loss": train["loss"],
-           "train_perplexity": exp_loss(train["loss"]), **val, "lr": lr,
+           "train_perplexity": perplexity(train["loss"]), **val, "lr": lr,
            "train_seconds": round(loop.train_seconds, 3)}
     loop.epochs.append(row)
     loop.sums, loop.counts = [0.0] * len(loop.sums), [0] * len(loop.counts)
-    return row
+    return row, improved
 
 
 def final_metrics(loop: LoopState, stop: str, epochs_done: float, parameters: int) -> dict[str, Any]:
@@ -62,8 +69,3 @@ def final_metrics(loop: LoopState, stop: str, epochs_done: float, parameters: in
         tracking_share=round(loop.tracking_seconds / loop.train_seconds, 5) if loop.train_seconds else 0.0,
     )
     return metrics
-
-
-def exp_loss(loss: float) -> float:
-    """Perplexity of a mean NLL; inf instead of an overflow."""
-    return math.exp(loss) if loss < 700 else math.inf

@@ -19,14 +19,14 @@ weights and metrics as an uninterrupted one.
 Under ``torchrun`` (several processes, see :mod:`.distributed`) each rank trains on its share of every batch
 through a DDP wrapper (``self.train_model``) that averages gradients; only rank 0 writes files and tracks.
 
-Words: *progress* is the progress bar only; how far the run is, 0..1, is ``fraction_done`` (what the cosine
-schedule follows) and the fractional epoch count is ``epochs_done``.  Training time comes from an injected
-clock (:mod:`.timer`); the :class:`~.reporting.Reporter` receives rows and never sees the loop.
+*Progress* is the progress bar; ``fraction_done`` (0..1) is how far the run is, ``epochs_done`` the epochs.
+The clock is injected (:mod:`.timer`); the :class:`~.reporting.Reporter` receives rows, never the loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from pipeline.config import TrainSettings, to_plain
-from pipeline.evaluation.loss import batch_loss, directions, evaluate_split
+from pipeline.evaluation.loss import directions, evaluate_split
 from pipeline.models import count_parameters
 from pipeline.models.sampling import sample
 from pipeline.runtime import resolve_device
@@ -49,11 +49,12 @@ from pipeline.training.batching import DataTooSmallError, TrainBatches
 from pipeline.training.devices import autocast, autocast_dtype, choose_threads, step_timer
 from pipeline.training.history import final_metrics, record_interval, record_validation
 from pipeline.training.meter import StepMeter
-from pipeline.training.optim import build_optimizer, build_scheduler, clip_gradients, current_lr, layer_grad_norms
+from pipeline.training.optim import build_optimizer, build_scheduler, current_lr
 from pipeline.training.outputs import output_path, write_outputs
 from pipeline.training.progress_bar import ProgressBar, progress_bar_enabled
 from pipeline.training.reporting import Reporter, SampleRenderer
 from pipeline.training.state import FitResult, LoopState, TrainingDivergedError, stop_rule_met
+from pipeline.training.step import train_step
 from pipeline.training.timer import Clock, TrainingTimer
 
 
@@ -171,23 +172,21 @@ class Trainer:
 
     def _step(self, batch, carried):
         """One optimizer step; returns the detached state to carry (None for records)."""
-        batch = batch.to(self.device, non_blocking=True)
-        with autocast(self.device, self.amp):
-            loss = batch_loss(self.train_model, batch, carried)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.objective.backward()
-        step = self.loop.step + 1
-        if step % self.settings.layer_norms_every_steps == 0:
-            self.meter.record_layer_norms(step, *layer_grad_norms(self.model))
-        clip = clip_gradients(self.params, self.settings.clip, self.settings.clip_threshold)
-        self.meter.record(step, loss, clip)
-        if self.device.type == "cpu" and not self.meter.last_is_finite():
-            self._diverged(step)  # before the update: the weights in memory stay good too
-        self.optimizer.step()
+        settings, step = self.settings, self.loop.step + 1
+        measure_layers = step % settings.layer_norms_every_steps == 0
+        result = train_step(self.train_model, self.optimizer, batch.to(self.device, non_blocking=True), carried,
+                            params=self.params, clip=settings.clip, clip_threshold=settings.clip_threshold,
+                            amp=self.amp, check_finite=self.device.type == "cpu",  # a GPU: at each interval
+                            layer_norms_of=self.model if measure_layers else None)
+        if result.layer_norms is not None:
+            self.meter.record_layer_norms(step, *result.layer_norms)
+        self.meter.record(step, result.loss, result.clip)
+        if not result.updated:
+            self._diverged(step)
         self.loop.step = step
-        if self.settings.schedule != "plateau":
+        if settings.schedule != "plateau":
             self.scheduler.step(step, self._fraction_done())
-        return self.model.detach_state(loss.state) if self.batches.carries_state else None
+        return self.model.detach_state(result.loss.state) if self.batches.carries_state else None
 
     def _after_step(self, carried) -> str | None:
         step, stop, settings = self.loop.step, None, self.settings
@@ -238,20 +237,13 @@ class Trainer:
         with autocast(self.device, self.amp):
             figures = evaluate_split(self.model, self.val_ids, mode=settings.batching,
                                      batch_size=settings.eval_batch_size, bptt=settings.eval_bptt, device=self.device)
-        val_loss = figures["loss"]
         if settings.schedule == "plateau":
-            self.scheduler.step(val_loss)
-        improved = val_loss < self.loop.best_val_loss
-        if improved:
-            self.loop.best_val_loss, self.loop.best_step, self.loop.bad_validations = val_loss, self.loop.step, 0
-            if self.dist.is_main:
-                ckpt.save_best_model(output_path(self.out_dir, "model"), self.model, step=self.loop.step,
-                                     epoch=self.epochs_done, val_loss=val_loss)
-        else:
-            self.loop.bad_validations += 1
-        self.loop.last_val_step = self.loop.step
-        row = record_validation(self.loop, figures, self.directions, self.epochs_done, current_lr(self.optimizer),
-                                self.char_level)
+            self.scheduler.step(figures["loss"])
+        row, improved = record_validation(self.loop, figures, self.directions, self.epochs_done,
+                                          current_lr(self.optimizer), self.char_level)
+        if improved and self.dist.is_main:
+            ckpt.save_best_model(output_path(self.out_dir, "model"), self.model, step=self.loop.step,
+                                 epoch=self.epochs_done, val_loss=figures["loss"])
         self.loop.tracking_seconds += self.reporter.log_validation(row, improved, self._samples())
         self.timer.restart()
         patience = settings.early_stopping_patience
@@ -281,15 +273,10 @@ class Trainer:
 
     def _probe(self):
         """Seconds per training step on a throwaway copy of the model, for the thread-count choice."""
-        batch = next(self.batches.epoch(0))
-
-        def one_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-            loss = batch_loss(model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.objective.backward()
-            optimizer.step()
-
-        return step_timer(self.model, lambda m: build_optimizer(m, self.settings), one_step)
+        settings = self.settings
+        one_step = functools.partial(train_step, batch=next(self.batches.epoch(0)), clip=settings.clip,
+                                     clip_threshold=settings.clip_threshold, amp=self.amp, check_finite=True)
+        return step_timer(self.model, lambda model: build_optimizer(model, settings), one_step)
 
     # ------------------------------------------------------------------ where the run is
 

@@ -5,8 +5,8 @@ every step stalls the pipeline, and so does every extra small kernel launched pe
 fast.  :class:`StepMeter` therefore only *keeps* each step's 0-d result tensors (loss, per-direction sums
 and counts, gradient norm) in a list: nothing is launched or read per step.  :meth:`StepMeter.drain` stacks
 the whole interval and copies it to the host in one transfer, and finds the first step whose loss or
-gradient norm was not finite.  On a CPU there is no queue, so the loop checks every step
-(:meth:`StepMeter.last_is_finite`) at no cost.
+gradient norm was not finite.  On a CPU there is no queue, so the loop checks every step, before the update
+(``check_finite`` of :func:`.step.train_step`), at no cost.
 """
 
 from __future__ import annotations
@@ -69,11 +69,6 @@ class StepMeter:
     def record_layer_norms(self, step: int, names: list[str], norms: Tensor) -> None:
         self.layer_norms.append((step, names, norms.detach()))
 
-    def last_is_finite(self) -> bool:
-        """Whether the latest step's loss and gradient norm are finite (reads them: use on a CPU)."""
-        loss, clip = self.records[-1]
-        return math.isfinite(float(loss.objective)) and math.isfinite(float(clip.before))
-
     def drain(self) -> Interval:
         """Copy the interval to the host in one transfer and start a new one."""
         n, d = len(self.steps), self.directions
@@ -105,3 +100,8 @@ class StepMeter:
 def finite_mean(values: list[float]) -> float:
     kept = [v for v in values if math.isfinite(v)]
     return sum(kept) / len(kept) if kept else float("nan")
+
+
+def perplexity(mean_nll: float) -> float:
+    """``exp(mean_nll)``; inf instead of an overflow."""
+    return math.exp(mean_nll) if mean_nll < 700 else math.inf

@@ -26,8 +26,7 @@ from typing import Any
 from torch import nn
 
 from pipeline.tracking import Tracker
-from pipeline.training.history import exp_loss
-from pipeline.training.meter import Interval
+from pipeline.training.meter import Interval, perplexity
 from pipeline.training.outputs import model_code_paths, model_requirements
 from pipeline.training.progress_bar import ProgressBar
 from pipeline.training.timer import Clock
@@ -65,7 +64,7 @@ class Reporter:
         for i, step in enumerate(interval.steps):
             self._track("log_metrics", {"grad_norm": interval.grad_norm[i], "grad_norm_clipped":
                                         interval.grad_norm_clipped[i], "clipped": interval.clipped[i]}, step=step)
-        summary = {"train_loss": interval.loss, "train_perplexity": exp_loss(interval.loss),
+        summary = {"train_loss": interval.loss, "train_perplexity": perplexity(interval.loss),
                    "clip_rate": row["clip_rate"], "lr": row["lr"], "tokens_per_s": row["tokens_per_s"]}
         if len(self.directions) > 1:
             for name, mean in zip(self.directions, interval.mean_losses, strict=True):

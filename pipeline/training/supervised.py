@@ -24,8 +24,9 @@ from torch import Tensor, nn
 from pipeline.config import TaskTraining
 from pipeline.models import count_parameters
 from pipeline.tracking import NullTracker, Tracker
-from pipeline.training.optim import build_optimizer, clip_gradients, derived_after
+from pipeline.training.optim import build_optimizer, derived_after
 from pipeline.training.state import TrainingDivergedError
+from pipeline.training.step import backward_and_update
 
 LossFn = Callable[[nn.Module, Any], Tensor]
 Evaluate = Callable[[nn.Module], dict[str, float]]
@@ -57,14 +58,12 @@ def train_supervised(model: nn.Module, draw_batch: Callable[[int], Sequence[Any]
     for step in range(1, settings.steps + 1):
         batch = tuple(t.to(device) if isinstance(t, Tensor) else t for t in draw_batch(step))
         loss = loss_fn(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = clip_gradients(params, settings.clip, settings.clip_threshold)
-        before, value = float(clip.before), float(loss.detach())
-        if not (math.isfinite(before) and math.isfinite(value)):
+        update = backward_and_update(optimizer, loss, params, clip=settings.clip, clip_threshold=settings.clip_threshold,
+                                     check_finite=True)
+        if not update.updated:
             raise TrainingDivergedError(f"training diverged at step {step}: the loss or the gradient norm is NaN/Inf "
                                         "(lower the task's train.lr or set train.clip: norm)")
-        optimizer.step()
+        clip, before, value = update.clip, float(update.clip.before), float(loss.detach())
         after, fired = (float(clip.after), float(clip.fired)) if clip.after is not None else \
             derived_after(before, settings.clip, settings.clip_threshold)
         losses.append(value)
