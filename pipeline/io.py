@@ -118,6 +118,19 @@ def write_tokens(path: str | Path, ids: np.ndarray, vocab_size: int) -> None:
         np.save(f, ids.astype(smallest_uint_dtype(max(vocab_size - 1, 0)), copy=False))
 
 
+def write_dataset(out: str | Path, vocab: Any, ids: dict[str, np.ndarray], stats: dict[str, Any],
+                  extra: dict[str, Any] | None = None) -> None:
+    """A token dataset as the tokenize and encode_midi stages write it, all or nothing: ``vocab.json`` (``vocab``
+    has ``save(path)`` and ``len``), ``<split>.npy`` per split, ``stats.json`` and one JSON file per ``extra`` key."""
+    with atomic_dir(out) as tmp:
+        vocab.save(tmp / "vocab.json")
+        for split, split_ids in ids.items():
+            write_tokens(tmp / f"{split}.npy", split_ids, len(vocab))
+        write_json(tmp / "stats.json", stats)
+        for name, content in (extra or {}).items():
+            write_json(tmp / name, content)
+
+
 class TokenFileError(UserError):
     """A token array that is missing or unreadable; the message names the file and the stage that writes it."""
 

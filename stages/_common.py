@@ -21,14 +21,16 @@ Warnings meant for the user (:class:`pipeline.errors.SeqlabWarning`) print as on
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import SeqlabWarning, Terminated, UserError
 
@@ -36,6 +38,30 @@ from pipeline.errors import SeqlabWarning, Terminated, UserError
 PARENT_POLL_SECONDS = 0.5
 _SHELLS = {"sh", "dash", "bash", "zsh", "ksh", "fish", "busybox"}
 _FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def option(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """One command-line option of a stage, as ``argparse.add_argument`` takes it; required unless it has a
+    default, an action or optional arity."""
+    if not ({"default", "action", "nargs"} & kwargs.keys()):
+        kwargs["required"] = True
+    return flags, kwargs
+
+
+def stage_main(argv: Sequence[str] | None, doc: str | None, module: str, run: Callable[..., int | None],
+               *options: tuple[tuple[str, ...], dict[str, Any]]) -> int:
+    """Parse ``--params`` plus ``options`` and call ``run(params_path=..., <dest>=...)`` under :func:`run_main`.
+
+    Every stage's ``main`` is this one call, so all of them take ``--params``, print ``--help`` from their
+    module docstring, and end the same way on errors and signals.
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m stages.{module}", description=doc)
+    parser.add_argument("--params", dest="params_path", default="params.yaml",
+                        help="params file (default: params.yaml)")
+    for flags, kwargs in options:
+        parser.add_argument(*flags, **kwargs)
+    args = vars(parser.parse_args(argv))
+    return run_main(lambda: run(**args))
 
 
 def run_main(body: Callable[[], int | None]) -> int:

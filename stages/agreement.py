@@ -7,12 +7,11 @@ Writes ``accuracy.{csv,png}``, ``metrics.json`` and ``examples.txt`` to ``--out`
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import run_main
+from stages._common import option, stage_main
 
 
 def run(params_path: str, out: str) -> int:
@@ -33,11 +32,7 @@ def run(params_path: str, out: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.agreement", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", required=True, help="output folder, curriculum/agreement")
-    args = parser.parse_args(argv)
-    return run_main(lambda: run(args.params, args.out))
+    return stage_main(argv, __doc__, "agreement", run, option("--out", help="output folder, curriculum/agreement"))
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ instead of a neural model.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import run_main
+from stages._common import option, stage_main
 
 
 def run(params_path: str, name: str, data: str, metrics: str, samples: str | None = None) -> int:
@@ -76,14 +75,12 @@ def _figures(lm, ids, char_level: bool) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.baseline", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--name", required=True, help="a dataset: a key of evaluate.baselines")
-    parser.add_argument("--data", required=True, help="data/tokens/<dataset>")
-    parser.add_argument("--metrics", required=True, help="metrics/<dataset>/ngram.json")
-    parser.add_argument("--samples", help="samples/<dataset>/ngram: also sample the n-gram (evaluate.samples)")
-    args = parser.parse_args(argv)
-    return run_main(lambda: run(args.params, args.name, args.data, args.metrics, args.samples))
+    return stage_main(
+        argv, __doc__, "baseline", run,
+        option("--name", help="a dataset: a key of evaluate.baselines"),
+        option("--data", help="data/tokens/<dataset>"),
+        option("--metrics", help="metrics/<dataset>/ngram.json"),
+        option("--samples", default=None, help="samples/<dataset>/ngram: also sample the n-gram (evaluate.samples)"))
 
 
 if __name__ == "__main__":

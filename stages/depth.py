@@ -8,12 +8,11 @@ Reads ``data/tokens/<dataset>/{vocab.json,train.npy,val.npy}`` (params ``curricu
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import run_main
+from stages._common import option, stage_main
 
 
 def run(params_path: str, data: str, out: str) -> int:
@@ -42,12 +41,8 @@ def run(params_path: str, data: str, out: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.depth", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", required=True, help="data/tokens/<dataset>")
-    parser.add_argument("--out", required=True, help="output folder, curriculum/depth")
-    args = parser.parse_args(argv)
-    return run_main(lambda: run(args.params, args.data, args.out))
+    return stage_main(argv, __doc__, "depth", run, option("--data", help="data/tokens/<dataset>"),
+                      option("--out", help="output folder, curriculum/depth"))
 
 
 if __name__ == "__main__":

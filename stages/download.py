@@ -6,14 +6,13 @@ dvc.yaml, so that editing the source re-runs it (see :mod:`pipeline.data.sources
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import run_main
+from stages._common import option, stage_main
 
 
 def _exporters() -> dict:
@@ -47,13 +46,10 @@ def run(params_path: str, out: str, only: Sequence[str] = ()) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.download", description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    parser.add_argument("--out", default="data/raw", help="output folder (default: data/raw)")
-    parser.add_argument("--only", nargs="*", default=(), help="materialise only these corpora")
-    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    return run_main(lambda: run(args.params, args.out, args.only))
+    return stage_main(argv, __doc__, "download", run,
+                      option("--out", default="data/raw", help="output folder (default: data/raw)"),
+                      option("--only", nargs="*", default=(), help="materialise only these corpora"))
 
 
 if __name__ == "__main__":

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import run_main
+from stages._common import option, stage_main
 
 
 def run(params_path: str, name: str, raw: str, out: str, workers: int) -> int:
@@ -29,13 +28,8 @@ def run(params_path: str, name: str, raw: str, out: str, workers: int) -> int:
         listing = Path(out) / "skipped.json"
         io.write_json(listing, [{"file": s.file, "reason": s.reason} for s in e.skipped])
         raise MidiCorpusError(f"{e} (every skipped file and its reason: {listing})") from None
-    # Everything goes to a temporary folder first: a failure leaves no half-written dataset.
-    with io.atomic_dir(Path(out)) as tmp:
-        data.vocab.save(tmp / "vocab.json")
-        for split, ids in data.ids.items():
-            io.write_tokens(tmp / f"{split}.npy", ids, len(data.vocab))
-        io.write_json(tmp / "stats.json", data.stats)
-        io.write_json(tmp / "skipped.json", [{"file": s.file, "reason": s.reason} for s in data.skipped])
+    skipped = [{"file": s.file, "reason": s.reason} for s in data.skipped]
+    io.write_dataset(out, data.vocab, data.ids, data.stats, {"skipped.json": skipped})
     s = data.stats
     print(
         f"encode_midi: {name}: {s['files'] - s['skipped']}/{s['files']} files, vocab {s['vocab_size']}, "
@@ -48,14 +42,12 @@ def run(params_path: str, name: str, raw: str, out: str, workers: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.encode_midi", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--name", required=True, help="dataset name: a key of the encode_midi section")
-    parser.add_argument("--raw", required=True, help="the MIDI corpus folder, data/raw/<corpus>")
-    parser.add_argument("--out", required=True, help="output folder, data/tokens/<name>")
-    parser.add_argument("--workers", type=int, default=0, help="processes (0: every CPU); results do not depend on it")
-    args = parser.parse_args(argv)
-    return run_main(lambda: run(args.params, args.name, args.raw, args.out, args.workers))
+    return stage_main(
+        argv, __doc__, "encode_midi", run,
+        option("--name", help="dataset name: a key of the encode_midi section"),
+        option("--raw", help="the MIDI corpus folder, data/raw/<corpus>"),
+        option("--out", help="output folder, data/tokens/<name>"),
+        option("--workers", type=int, default=0, help="processes (0: every CPU); results do not depend on it"))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,11 @@ for music, the samples judged against the held-out pieces under ``music``) and `
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import run_main
+from stages._common import option, stage_main
 
 
 def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, samples: str) -> int:
@@ -30,8 +29,8 @@ def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, sa
     data_dir, model_dir = Path(data), Path(model_dir)
     vocab = Vocabulary.load(data_dir / "vocab.json")
     device = resolve_device(cfg.device)
-    for option, path in (("--metrics", Path(metrics).parent), ("--samples", Path(samples).parent)):
-        io.ensure_writable_dir(path, option)
+    for flag, path in (("--metrics", Path(metrics).parent), ("--samples", Path(samples).parent)):
+        io.ensure_writable_dir(path, flag)
     run_info = _training_run(settings.tracking, model_dir)  # checked before any work, as are the files above
     model = model_from_checkpoint(load_checkpoint(model_dir / "model.pt", map_location=device), device)
     splits = {split: io.read_tokens(data_dir / f"{split}.npy") for split in ("val", "test")}
@@ -94,15 +93,13 @@ def _log_to_run(info: dict, figures: dict, samples: Path, files: list[str]) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--run", required=True, help="a key of train.runs, e.g. austen-char-lstm")
-    parser.add_argument("--data", required=True, help="data/tokens/<dataset>")
-    parser.add_argument("--model", required=True, help="models/<dataset>/<variant>")
-    parser.add_argument("--metrics", required=True, help="metrics/<dataset>/<variant>.json")
-    parser.add_argument("--samples", required=True, help="samples/<dataset>/<variant>")
-    args = parser.parse_args(argv)
-    return run_main(lambda: run(args.params, args.run, args.data, args.model, args.metrics, args.samples))
+    return stage_main(
+        argv, __doc__, "evaluate", run,
+        option("--run", dest="name", help="a key of train.runs, e.g. austen-char-lstm"),
+        option("--data", help="data/tokens/<dataset>"),
+        option("--model", dest="model_dir", help="models/<dataset>/<variant>"),
+        option("--metrics", help="metrics/<dataset>/<variant>.json"),
+        option("--samples", help="samples/<dataset>/<variant>"))
 
 
 if __name__ == "__main__":

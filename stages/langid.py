@@ -7,12 +7,11 @@ in experiment ``langid``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import run_main
+from stages._common import option, stage_main
 
 
 def run(params_path: str, raw: str, out: str) -> int:
@@ -35,12 +34,9 @@ def run(params_path: str, raw: str, out: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.langid", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--raw", required=True, help="data/raw/<corpus> holding one <lang>.txt per language")
-    parser.add_argument("--out", required=True, help="output folder, curriculum/langid")
-    args = parser.parse_args(argv)
-    return run_main(lambda: run(args.params, args.raw, args.out))
+    return stage_main(argv, __doc__, "langid", run,
+                      option("--raw", help="data/raw/<corpus> holding one <lang>.txt per language"),
+                      option("--out", help="output folder, curriculum/langid"))
 
 
 if __name__ == "__main__":

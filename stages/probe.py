@@ -9,12 +9,11 @@ all logged to one MLflow run (experiment ``probe``).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import run_main
+from stages._common import option, stage_main
 
 
 def run(params_path: str, data: str, models: str, out: str) -> int:
@@ -41,13 +40,9 @@ def run(params_path: str, data: str, models: str, out: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.probe", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", required=True, help="data/tokens/<dataset>")
-    parser.add_argument("--models", required=True, help="models/<dataset> (holds every probed variant)")
-    parser.add_argument("--out", required=True, help="output folder, curriculum/probe")
-    args = parser.parse_args(argv)
-    return run_main(lambda: run(args.params, args.data, args.models, args.out))
+    return stage_main(argv, __doc__, "probe", run, option("--data", help="data/tokens/<dataset>"),
+                      option("--models", help="models/<dataset> (holds every probed variant)"),
+                      option("--out", help="output folder, curriculum/probe"))
 
 
 if __name__ == "__main__":

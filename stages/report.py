@@ -9,12 +9,11 @@ as ``seqlab-<dataset>`` with alias ``champion`` when it beats the current champi
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import run_main
+from stages._common import option, stage_main
 
 
 def run(params_path: str, models: str, metrics: str, out: str) -> int:
@@ -66,13 +65,8 @@ def _track(out_dir: Path, pictures: list[Path], champions: dict, models: Path, r
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.report", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--models", default="models")
-    parser.add_argument("--metrics", default="metrics")
-    parser.add_argument("--out", default="reports")
-    args = parser.parse_args(argv)
-    return run_main(lambda: run(args.params, args.models, args.metrics, args.out))
+    return stage_main(argv, __doc__, "report", run, option("--models", default="models"),
+                      option("--metrics", default="metrics"), option("--out", default="reports"))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,11 @@ run in experiment ``styles``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import run_main
+from stages._common import option, stage_main
 
 
 def run(params_path: str, tokens: str, out: str) -> int:
@@ -44,12 +43,9 @@ def run(params_path: str, tokens: str, out: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.styles", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--tokens", required=True, help="data/tokens (holds every dataset of curriculum.styles)")
-    parser.add_argument("--out", required=True, help="output folder, curriculum/styles")
-    args = parser.parse_args(argv)
-    return run_main(lambda: run(args.params, args.tokens, args.out))
+    return stage_main(argv, __doc__, "styles", run,
+                      option("--tokens", help="data/tokens (holds every dataset of curriculum.styles)"),
+                      option("--out", help="output folder, curriculum/styles"))
 
 
 if __name__ == "__main__":

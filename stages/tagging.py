@@ -7,12 +7,11 @@ per direction) and ``examples.txt`` to ``--out``; one MLflow run per direction i
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import run_main
+from stages._common import option, stage_main
 
 
 def run(params_path: str, data: str, out: str) -> int:
@@ -38,12 +37,9 @@ def run(params_path: str, data: str, out: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.tagging", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--data", required=True, help="data/tokens/<dataset> (character level)")
-    parser.add_argument("--out", required=True, help="output folder, curriculum/tagging")
-    args = parser.parse_args(argv)
-    return run_main(lambda: run(args.params, args.data, args.out))
+    return stage_main(argv, __doc__, "tagging", run,
+                      option("--data", help="data/tokens/<dataset> (character level)"),
+                      option("--out", help="output folder, curriculum/tagging"))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import run_main
+from stages._common import option, stage_main
 
 
 def run(params_path: str, name: str, raw: str, out: str) -> int:
@@ -22,13 +21,7 @@ def run(params_path: str, name: str, raw: str, out: str) -> int:
     cfg = params.tokenize[name]
     records = load_split_records(Path(raw), cfg.record, cfg.split, cfg.record_pattern, cfg.dedupe)
     dataset = tokenize_splits(records, cfg, name)
-    out_dir = Path(out)
-    # Write every output to a temporary folder first: a failure leaves no half-written dataset.
-    with io.atomic_dir(out_dir) as tmp:
-        dataset.vocab.save(tmp / "vocab.json")
-        for split, ids in dataset.ids.items():
-            io.write_tokens(tmp / f"{split}.npy", ids, len(dataset.vocab))
-        io.write_json(tmp / "stats.json", dataset.stats)
+    io.write_dataset(out, dataset.vocab, dataset.ids, dataset.stats)
     s = dataset.stats
     print(
         f"tokenize: {name}: vocab {s['vocab_size']}, tokens train/val/test "
@@ -38,13 +31,10 @@ def run(params_path: str, name: str, raw: str, out: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.tokenize", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--name", required=True, help="dataset name: a key of the tokenize section")
-    parser.add_argument("--raw", required=True, help="the corpus folder, data/raw/<corpus>")
-    parser.add_argument("--out", required=True, help="output folder, data/tokens/<name>")
-    args = parser.parse_args(argv)
-    return run_main(lambda: run(args.params, args.name, args.raw, args.out))
+    return stage_main(argv, __doc__, "tokenize", run,
+                      option("--name", help="dataset name: a key of the tokenize section"),
+                      option("--raw", help="the corpus folder, data/raw/<corpus>"),
+                      option("--out", help="output folder, data/tokens/<name>"))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import run_main
+from stages._common import option, stage_main
 
 RUN_FILE = "mlflow_run.json"
 
@@ -97,20 +97,18 @@ def _auto(value: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
     # --train-run: the same option under a name torchrun's own parser leaves alone (it rejects --run as an
     # ambiguous abbreviation of its --run-path, even after the script name).
-    parser.add_argument("--run", "--train-run", dest="run", required=True,
-                        help="a key of train.runs, e.g. austen-char-lstm (spell it --train-run after torchrun)")
-    parser.add_argument("--data", required=True, help="the dataset folder, data/tokens/<dataset>")
-    parser.add_argument("--out", required=True, help="output folder, models/<dataset>/<variant>")
-    parser.add_argument("--resume", nargs="?", const=True, default=False, type=_auto, metavar="auto",
-                        help="continue from <out>/checkpoint.pt in the same run; stop (exit 2) if it was trained with "
-                        "other settings or data. --resume auto (what dvc.yaml runs): continue an unfinished run of "
-                        "the same settings and data, else start fresh")
-    args = parser.parse_args(argv)
-    return run_main(lambda: run(args.params, args.run, args.data, args.out, args.resume))
+    return stage_main(
+        argv, __doc__, "train", run,
+        option("--run", "--train-run", dest="name",
+               help="a key of train.runs, e.g. austen-char-lstm (spell it --train-run after torchrun)"),
+        option("--data", help="the dataset folder, data/tokens/<dataset>"),
+        option("--out", help="output folder, models/<dataset>/<variant>"),
+        option("--resume", nargs="?", const=True, default=False, type=_auto, metavar="auto",
+               help="continue from <out>/checkpoint.pt in the same run; stop (exit 2) if it was trained with "
+               "other settings or data. --resume auto (what dvc.yaml runs): continue an unfinished run of "
+               "the same settings and data, else start fresh"))
 
 
 if __name__ == "__main__":
