@@ -49,10 +49,10 @@ def build_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer
 class StepSchedule:
     """Linear warm-up over ``warmup_steps``, then constant (``none``) or cosine decay to ``min_lr`` (``cosine``).
 
-    The decay follows the run's *progress*, a fraction in [0, 1] the loop passes to :meth:`step`: optimizer
-    steps over the planned total, or, under a time budget (``train.time_budget_s``), whichever of that and
-    the training time spent over the budget is further along, so that the rate reaches ``min_lr`` when the
-    time runs out however fast the machine is.  It keeps no state of its own: the loop's step count and
+    The decay follows how far the run is, ``fraction_done`` in [0, 1], which the loop passes to :meth:`step`:
+    optimizer steps over the planned total, or, under a time budget (``train.time_budget_s``), whichever of
+    that and the training time spent over the budget is further along, so that the rate reaches ``min_lr``
+    when the time runs out however fast the machine is.  It keeps no state of its own: the loop's step count and
     training seconds (both in every checkpoint) determine it, so a resumed run continues the same curve.
     """
 
@@ -61,16 +61,16 @@ class StepSchedule:
         self.optimizer, self.kind, self.lr, self.min_lr, self.warmup_steps = optimizer, kind, lr, min_lr, warmup_steps
         self.set(self.lr_at(0, 0.0))
 
-    def lr_at(self, step: int, progress: float) -> float:
-        """The rate for optimizer step ``step + 1`` at ``progress`` (0..1) of the run."""
+    def lr_at(self, step: int, fraction_done: float) -> float:
+        """The rate for optimizer step ``step + 1`` with ``fraction_done`` (0..1) of the run done."""
         warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
         if self.kind != "cosine":
             return self.lr * warm
-        decay = 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+        decay = 0.5 * (1.0 + math.cos(math.pi * min(max(fraction_done, 0.0), 1.0)))
         return (self.min_lr + (self.lr - self.min_lr) * decay) * warm
 
-    def step(self, step: int, progress: float) -> None:
-        self.set(self.lr_at(step, progress))
+    def step(self, step: int, fraction_done: float) -> None:
+        self.set(self.lr_at(step, fraction_done))
 
     def set(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
