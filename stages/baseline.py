@@ -63,15 +63,11 @@ def run(params_path: str, name: str, data: str, metrics: str, samples: str | Non
 
 
 def _figures(lm, ids, char_level: bool) -> dict:
-    import math
+    """The n-gram's figures for one split, computed and reported exactly as the RNNs' are."""
+    from pipeline.evaluation.figures import reported_figures, summarize
 
     nll, n = lm.nll(ids)
-    mean = nll / n
-    out = {"loss": round(mean, 6), "perplexity": round(math.exp(mean), 6),
-           "bits_per_token": round(mean / math.log(2), 6), "tokens": n}
-    if char_level:
-        out["bpc"] = out["bits_per_token"]
-    return out
+    return reported_figures(summarize([nll], [n], ("forward",)), char_level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,6 @@ LM on its own (the model as a whole still refuses to generate).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from pipeline.config import EvaluateConfig, SampleConfig
+from pipeline.evaluation.figures import reported_figures
 from pipeline.evaluation.guide import guide_for
 from pipeline.evaluation.judge import render_and_judge
 from pipeline.evaluation.loss import evaluate_split, evaluate_windows
@@ -33,13 +33,11 @@ def score_splits(model: nn.Module, splits: dict[str, np.ndarray], cfg: EvaluateC
         if ids.size < 2:
             continue  # an empty split (e.g. test: 0.0) has nothing to score
         figures = evaluate_split(model, ids, mode=mode, batch_size=cfg.batch_size, bptt=cfg.bptt, device=device)
-        if char_level:
-            figures["bpc"] = figures["bits_per_token"]
         if cfg.windows is not None and getattr(model, "causal", True):
             windows = evaluate_windows(model, ids, length=cfg.windows.length, count=cfg.windows.count,
                                        seed=cfg.seed, device=device)
             figures.update({f"window_{k}": v for k, v in windows.items() if k != "tokens"})
-        out[name] = {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in figures.items()}
+        out[name] = reported_figures(figures, char_level)
     return out
 
 

@@ -16,7 +16,6 @@ All sums stay on the device as tensors; nothing here calls ``.item()`` except th
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.errors import UserError
+from pipeline.evaluation.figures import nll_figures, summarize
 from pipeline.evaluation.windows import PAD_ID, Batch, record_batch, split_records, stream_windows, to_streams
 from pipeline.models import AdaptiveSoftmax, BiLogits, ensure_causal
 
@@ -90,27 +90,6 @@ def batch_loss(model: nn.Module, batch: Batch, state: Any = None, pad_id: int = 
         sums, counts, state = bidirectional_loss(model, batch, state, pad_id)
     means = sums / counts.clamp_min(1)  # (D,)
     return BatchLoss(means.mean(), sums.detach(), counts, state)
-
-
-def summarize(sums: Tensor | list[float], counts: Tensor | list[float], names: tuple[str, ...]) -> dict[str, float]:
-    """Mean NLL (``loss``, nats), ``perplexity`` and ``bits_per_token``; per direction when there are two."""
-    sums = [float(s) for s in sums]
-    counts = [float(c) for c in counts]
-    means = [s / c if c else float("nan") for s, c in zip(sums, counts, strict=True)]
-    out = _figures("", sum(means) / len(means))
-    out["tokens"] = int(counts[0])
-    if len(names) > 1:
-        for name, mean in zip(names, means, strict=True):
-            out.update(_figures(f"{name}_", mean))
-    return out
-
-
-def _figures(prefix: str, mean_nll: float) -> dict[str, float]:
-    return {
-        f"{prefix}loss": mean_nll,
-        f"{prefix}perplexity": math.exp(mean_nll) if mean_nll < 700 else float("inf"),
-        f"{prefix}bits_per_token": mean_nll / math.log(2),
-    }
 
 
 @torch.no_grad()
@@ -182,7 +161,7 @@ def evaluate_windows(model: nn.Module, ids: np.ndarray, *, length: int, count: i
             total += nll.double()
     finally:
         model.train(was_training)
-    figures = _figures("", float(total) / (count * length))
+    figures = nll_figures("", float(total) / (count * length))
     figures["tokens"] = count * length
     return figures
 
