@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import io
+from pipeline import files
 from pipeline.errors import UserError
 
 PAD, UNK, EOS = "<pad>", "<unk>", "<eos>"
@@ -112,12 +112,12 @@ class Vocabulary:
         return cls(tokens, data.get("meta"))
 
     def save(self, path: str | Path) -> None:
-        io.write_json(path, self.to_dict())
+        files.write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
         try:
-            data = io.read_json(path)
+            data = files.read_json(path)
         except FileNotFoundError as e:
             raise VocabularyError(f"{path}: vocabulary not found; run the tokenize/encode_midi stage first") from e
         except ValueError as e:

@@ -18,7 +18,7 @@ from stages._common import option, stage_main
 
 
 def run(params_path: str, name: str, data: str, metrics: str, samples: str | None = None) -> int:
-    from pipeline import io
+    from pipeline import files
     from pipeline.config import ConfigError, load_params
     from pipeline.evaluation.judge import draw_ngram_and_judge, music_line
     from pipeline.evaluation.music import flat_metrics
@@ -33,11 +33,11 @@ def run(params_path: str, name: str, data: str, metrics: str, samples: str | Non
         raise ConfigError(f"{params_path}: evaluate.baselines: no dataset {name!r} (valid: {valid})")
     order = params.evaluate.baselines[name].order
     data_dir = Path(data)
-    io.ensure_writable_dir(Path(metrics).parent, "--metrics")
+    files.ensure_writable_dir(Path(metrics).parent, "--metrics")
     if samples:
-        io.ensure_writable_dir(Path(samples).parent, "--samples")
+        files.ensure_writable_dir(Path(samples).parent, "--samples")
     vocab = Vocabulary.load(data_dir / "vocab.json")
-    splits = {s: io.read_tokens(data_dir / f"{s}.npy") for s in ("train", "val", "test")}
+    splits = {s: files.read_tokens(data_dir / f"{s}.npy") for s in ("train", "val", "test")}
     start = time.perf_counter()
     lm = KneserNeyLM(order, len(vocab)).fit(splits["train"])
     figures: dict = {"order": order, "ngrams": len(lm.counts[order]), "fit_seconds": round(time.perf_counter() - start, 3)}
@@ -46,9 +46,9 @@ def run(params_path: str, name: str, data: str, metrics: str, samples: str | Non
         if splits[split].size:
             figures[split] = _figures(lm, splits[split], char_level)
     if samples:  # drawn like the RNNs' samples; for music, judged against the held-out pieces
-        with io.atomic_dir(samples) as tmp:
+        with files.atomic_dir(samples) as tmp:
             figures.update(draw_ngram_and_judge(lm, vocab, params.evaluate, tmp, splits)[1])
-    io.write_json(metrics, figures)
+    files.write_json(metrics, figures)
     tracking = params.sections["train"].tracking if "train" in params.sections else "none"
     with tracked_run(open_tracker(tracking, name, "ngram",
                                   tags={"dataset": name, "variant": "ngram", "cell": "kneser-ney"})) as tracker:
@@ -64,7 +64,7 @@ def run(params_path: str, name: str, data: str, metrics: str, samples: str | Non
 
 def _figures(lm, ids, char_level: bool) -> dict:
     """The n-gram's figures for one split, computed and reported exactly as the RNNs' are."""
-    from pipeline.evaluation.figures import reported_figures, summarize
+    from pipeline.figures import reported_figures, summarize
 
     nll, n = lm.nll(ids)
     return reported_figures(summarize([nll], [n], ("forward",)), char_level)

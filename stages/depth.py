@@ -17,7 +17,7 @@ from stages._common import option, stage_main
 
 def run(params_path: str, data: str, out: str) -> int:
     from pipeline.config import load_params
-    from pipeline.io import read_tokens
+    from pipeline.files import read_tokens
     from pipeline.runtime import resolve_device
     from pipeline.tasks.depth import depth_settings, run_depth, write_depth
     from pipeline.tasks.outputs import TaskRuns

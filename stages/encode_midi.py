@@ -11,7 +11,7 @@ from stages._common import option, stage_main
 
 
 def run(params_path: str, name: str, raw: str, out: str, workers: int) -> int:
-    from pipeline import io
+    from pipeline import files
     from pipeline.config import ConfigError, load_params
     from pipeline.midi.corpus import MidiCorpusError, encode_corpus
 
@@ -26,10 +26,10 @@ def run(params_path: str, name: str, raw: str, out: str, workers: int) -> int:
             raise
         # The full list is what the user needs to fix the corpus; the dataset itself is not written.
         listing = Path(out) / "skipped.json"
-        io.write_json(listing, [{"file": s.file, "reason": s.reason} for s in e.skipped])
+        files.write_json(listing, [{"file": s.file, "reason": s.reason} for s in e.skipped])
         raise MidiCorpusError(f"{e} (every skipped file and its reason: {listing})") from None
     skipped = [{"file": s.file, "reason": s.reason} for s in data.skipped]
-    io.write_dataset(out, data.vocab, data.ids, data.stats, {"skipped.json": skipped})
+    files.write_dataset(out, data.vocab, data.ids, data.stats, {"skipped.json": skipped})
     s = data.stats
     print(
         f"encode_midi: {name}: {s['files'] - s['skipped']}/{s['files']} files, vocab {s['vocab_size']}, "

@@ -16,7 +16,7 @@ from stages._common import option, stage_main
 
 
 def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, samples: str) -> int:
-    from pipeline import io
+    from pipeline import files
     from pipeline.config import load_params
     from pipeline.evaluation.evaluate import draw_and_judge, score_splits
     from pipeline.evaluation.judge import music_line
@@ -30,22 +30,22 @@ def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, sa
     vocab = Vocabulary.load(data_dir / "vocab.json")
     device = resolve_device(cfg.device)
     for flag, path in (("--metrics", Path(metrics).parent), ("--samples", Path(samples).parent)):
-        io.ensure_writable_dir(path, flag)
+        files.ensure_writable_dir(path, flag)
     run_info = _training_run(settings.tracking, model_dir)  # checked before any work, as are the files above
     model = model_from_checkpoint(load_checkpoint(model_dir / "model.pt", map_location=device), device)
-    splits = {split: io.read_tokens(data_dir / f"{split}.npy") for split in ("val", "test")}
+    splits = {split: files.read_tokens(data_dir / f"{split}.npy") for split in ("val", "test")}
     figures = score_splits(model, splits, cfg, mode=settings.batching, char_level=vocab.meta.get("level") == "char",
                            device=device)
     set_seed(cfg.seed)
-    with io.atomic_dir(samples) as tmp:
-        files, music = draw_and_judge(model, vocab, cfg, tmp, splits, device=device)
+    with files.atomic_dir(samples) as tmp:
+        drawn, music = draw_and_judge(model, vocab, cfg, tmp, splits, device=device)
     figures.update(music)  # music: the samples judged against the held-out pieces
-    io.write_json(metrics, figures)
+    files.write_json(metrics, figures)
     if run_info is not None:
-        _log_to_run(run_info, figures, Path(samples), [f.name for f in files])
+        _log_to_run(run_info, figures, Path(samples), [f.name for f in drawn])
     test = figures.get("test", figures.get("val", {}))
     print(f"evaluate: {name}: test perplexity {test.get('perplexity', float('nan')):.3f}"
-          + (f", {test['bpc']:.3f} bpc" if "bpc" in test else "") + f", {len(files)} sample files in {samples}"
+          + (f", {test['bpc']:.3f} bpc" if "bpc" in test else "") + f", {len(drawn)} sample files in {samples}"
           + music_line(figures))
     return 0
 
@@ -63,11 +63,11 @@ def _training_run(kind: str, model_dir: Path) -> dict | None:
 
 def _training_file(path: Path, key: str) -> dict:
     """A JSON file the train stage wrote, with ``key`` in it; one line naming the file otherwise."""
-    from pipeline import io
+    from pipeline import files
     from pipeline.errors import UserError
 
     try:
-        content = io.read_json(path)
+        content = files.read_json(path)
     except OSError as e:
         raise UserError(f"{path}: {e.strerror}; the training outputs are incomplete: rerun the train stage "
                         f"(dvc repro)") from None

@@ -18,7 +18,7 @@ from stages._common import option, stage_main
 
 def run(params_path: str, data: str, models: str, out: str) -> int:
     from pipeline.config import load_params
-    from pipeline.io import read_tokens
+    from pipeline.files import read_tokens
     from pipeline.tasks.outputs import TaskRuns, numbers, prepare
     from pipeline.tasks.probe import clip_threshold, clipping_series, run_gradient_probe, summary, write_probe
 

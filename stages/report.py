@@ -17,7 +17,7 @@ from stages._common import option, stage_main
 
 
 def run(params_path: str, models: str, metrics: str, out: str) -> int:
-    from pipeline import io
+    from pipeline import files
     from pipeline.config import load_params
     from pipeline.evaluation import plots
     from pipeline.evaluation.music_report import collect_music, music_markdown
@@ -26,10 +26,10 @@ def run(params_path: str, models: str, metrics: str, out: str) -> int:
     params = load_params(params_path, required=("train", "evaluate"))
     runs, cfg = params.train.runs, params.evaluate
     table = collect(runs, cfg.baselines, Path(models), Path(metrics))
-    out_dir = io.ensure_writable_dir(out, "--out")
+    out_dir = files.ensure_writable_dir(out, "--out")
     music = collect_music(runs, cfg.baselines, Path(metrics))  # samples against real music, per MIDI dataset
-    io.write_text(out_dir / "summary.md", to_markdown(table) + music_markdown(music) + "\n")
-    with io.atomic_path(out_dir / "summary.csv", suffix=".csv") as tmp:
+    files.write_text(out_dir / "summary.md", to_markdown(table) + music_markdown(music) + "\n")
+    with files.atomic_path(out_dir / "summary.csv", suffix=".csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     pictures = [
         plots.plot_perplexity(table, out_dir / "perplexity.png"),
@@ -47,7 +47,7 @@ def run(params_path: str, models: str, metrics: str, out: str) -> int:
 
 
 def _track(out_dir: Path, pictures: list[Path], champions: dict, models: Path, register: bool) -> None:
-    from pipeline import io
+    from pipeline import files
     from pipeline.tracking.factory import open_tracker
     from pipeline.tracking.lifecycle import tracked_run
     from pipeline.tracking.mlflow_tracker import register_champion
@@ -58,7 +58,7 @@ def _track(out_dir: Path, pictures: list[Path], champions: dict, models: Path, r
     if not register:
         return
     for dataset, best in champions.items():
-        info = io.read_json(models / dataset / best["variant"] / "mlflow_run.json")
+        info = files.read_json(models / dataset / best["variant"] / "mlflow_run.json")
         outcome = register_champion(f"seqlab-{dataset}", info["run_id"], best["val_perplexity"],
                                     tracking_uri=info.get("tracking_uri"))
         print(f"report: seqlab-{dataset}: {outcome}")

@@ -16,7 +16,7 @@ from stages._common import option, stage_main
 
 
 def run(params_path: str, tokens: str, out: str) -> int:
-    from pipeline import io
+    from pipeline import files
     from pipeline.config import load_params
     from pipeline.tasks.outputs import TaskRuns, prepare
     from pipeline.tasks.styles import render_samples, run_styles, write_styles
@@ -27,12 +27,12 @@ def run(params_path: str, tokens: str, out: str) -> int:
     device = prepare(cur.device, cur.threads)
     folders = {name: Path(tokens) / name for name in cfg.datasets}
     datasets = {name: (Vocabulary.load(folder / "vocab.json"),
-                       {s: io.read_tokens(folder / f"{s}.npy") for s in ("train", "val")})
+                       {s: files.read_tokens(folder / f"{s}.npy") for s in ("train", "val")})
                 for name, folder in folders.items()}
     data_files = [folder / f for folder in folders.values() for f in ("vocab.json", "train.npy", "val.npy")]
     with TaskRuns(cur.tracking, "styles", data_files=data_files, device=device) as runs:
         result = run_styles(cfg, datasets, runs, device)
-        with io.atomic_dir(Path(out) / "samples") as tmp:
+        with files.atomic_dir(Path(out) / "samples") as tmp:
             samples = render_samples(result, tmp)
         runs.log_artifacts(write_styles(Path(out), result))
         runs.log_artifacts([Path(out) / "samples" / p.name for p in samples], "samples")

@@ -16,7 +16,7 @@ from stages._common import option, stage_main
 
 def run(params_path: str, data: str, out: str) -> int:
     from pipeline.config import load_params
-    from pipeline.io import read_tokens
+    from pipeline.files import read_tokens
     from pipeline.tasks.outputs import TaskRuns, prepare
     from pipeline.tasks.spaces import run_tagging, write_tagging
     from pipeline.vocab import Vocabulary

@@ -10,7 +10,7 @@ from stages._common import option, stage_main
 
 
 def run(params_path: str, name: str, raw: str, out: str) -> int:
-    from pipeline import io
+    from pipeline import files
     from pipeline.config import ConfigError, load_params
     from pipeline.data.text import load_split_records
     from pipeline.tokenization import tokenize_splits
@@ -21,7 +21,7 @@ def run(params_path: str, name: str, raw: str, out: str) -> int:
     cfg = params.tokenize[name]
     records = load_split_records(Path(raw), cfg.record, cfg.split, cfg.record_pattern, cfg.dedupe)
     dataset = tokenize_splits(records, cfg, name)
-    io.write_dataset(out, dataset.vocab, dataset.ids, dataset.stats)
+    files.write_dataset(out, dataset.vocab, dataset.ids, dataset.stats)
     s = dataset.stats
     print(
         f"tokenize: {name}: vocab {s['vocab_size']}, tokens train/val/test "

@@ -23,7 +23,7 @@ RUN_FILE = "mlflow_run.json"
 
 
 def run(params_path: str, name: str, data: str, out: str, resume: bool | str = False) -> int:
-    from pipeline import io
+    from pipeline import files
     from pipeline.config import flatten, load_params, to_plain
     from pipeline.evaluation.render import sample_renderer
     from pipeline.models import build_model
@@ -43,9 +43,9 @@ def run(params_path: str, name: str, data: str, out: str, resume: bool | str = F
     cfg = params.train.runs[name]
     data_dir, out_dir = Path(data), Path(out)
     if ctx.is_main:
-        io.ensure_writable_dir(out_dir, "--out")
+        files.ensure_writable_dir(out_dir, "--out")
     vocab = Vocabulary.load(data_dir / "vocab.json")
-    train_ids, val_ids = (io.read_tokens(data_dir / f"{split}.npy") for split in ("train", "val"))
+    train_ids, val_ids = (files.read_tokens(data_dir / f"{split}.npy") for split in ("train", "val"))
     set_seed(settings.seed)
     model = build_model(cfg.model, len(vocab))
     inputs = [data_dir / f for f in ("vocab.json", "train.npy", "val.npy")]
@@ -70,9 +70,9 @@ def run(params_path: str, name: str, data: str, out: str, resume: bool | str = F
                  "data": to_plain(data_section.get(cfg.dataset))})})
             tracker.log_artifact(data_dir / "vocab.json")
         if ctx.is_main:
-            io.write_json(out_dir / RUN_FILE, _run_info(tracker, cfg.dataset, cfg.variant))
+            files.write_json(out_dir / RUN_FILE, _run_info(tracker, cfg.dataset, cfg.variant))
             # The model folder stands alone for sampling (seqlab sample): its vocabulary goes with it, byte for byte.
-            io.write_bytes(out_dir / "vocab.json", (data_dir / "vocab.json").read_bytes())
+            files.write_bytes(out_dir / "vocab.json", (data_dir / "vocab.json").read_bytes())
         result = trainer.run(tracker)
     distributed.barrier()  # every rank leaves once rank 0 has written the outputs
     distributed.shutdown()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.io import read_json
+from pipeline.files import read_json
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.training.batching import TrainBatches
 from stages import train as stage

@@ -83,7 +83,7 @@ def direct_imports(module: str, root: Path = REPO_ROOT) -> set[str]:
             else:
                 base = node.module or ""
             found |= _with_parents(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names}  # `from pipeline import io` is a module
+            found |= {f"{base}.{alias.name}" for alias in node.names}  # `from pipeline import files` is a module
     return {m for m in found if m.split(".")[0] in PACKAGES and module_file(m, root) is not None}
 
 

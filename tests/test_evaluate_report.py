@@ -10,7 +10,7 @@ import torch
 
 from pipeline.config import EvaluateConfig
 from pipeline.evaluation.evaluate import score_splits
-from pipeline.io import read_json
+from pipeline.files import read_json
 from stages import baseline as baseline_stage
 from stages import cli
 from stages import evaluate as evaluate_stage
@@ -206,7 +206,7 @@ def test_report_without_evaluations_is_one_line_and_writes_nothing(tmp_path, mon
 
 
 def test_missing_or_corrupt_token_file_is_one_line(tmp_path):
-    from pipeline.io import TokenFileError, read_tokens
+    from pipeline.files import TokenFileError, read_tokens
 
     with pytest.raises(TokenFileError, match=r"val.npy: token file not found; run the tokenize"):
         read_tokens(tmp_path / "val.npy")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import io as seqlab_io
+from pipeline import files
 from tests.conftest import REPO_ROOT
 from tests.train_helpers import complete_params, write_dataset
 
@@ -96,7 +96,7 @@ def workspace(tmp_path_factory, _migrated_db) -> Path:
         folder = root / "data/tokens" / name
         vocab.save(folder / "vocab.json")
         for split, ids in split_ids.items():
-            seqlab_io.write_tokens(folder / f"{split}.npy", np.array(ids), len(vocab))
+            files.write_tokens(folder / f"{split}.npy", np.array(ids), len(vocab))
     shutil.copy(_migrated_db, root / "mlflow.db")
     result = stage(root, "train", *train_args("names-lstm", "models/names-char/lstm"))
     assert result.returncode == 0, result.stderr

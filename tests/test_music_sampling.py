@@ -246,7 +246,7 @@ def music_params() -> str:
 def test_music_figures_reach_the_metrics_the_mlflow_runs_and_the_report(tmp_path, mlflow_uri, monkeypatch):
     from mlflow import MlflowClient
 
-    from pipeline.io import read_json
+    from pipeline.files import read_json
     from stages import baseline as baseline_stage
     from stages import evaluate as evaluate_stage
     from stages import report as report_stage

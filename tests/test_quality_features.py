@@ -23,10 +23,11 @@ from pipeline.config import (
 from pipeline.config.evaluation import WindowsConfig
 from pipeline.data.text import load_split_records, split_records, to_records
 from pipeline.evaluation.evaluate import score_splits
-from pipeline.evaluation.loss import evaluate_windows, next_token_loss
-from pipeline.io import read_tokens
+from pipeline.evaluation.scoring import evaluate_windows
+from pipeline.files import read_tokens
 from pipeline.models import AdaptiveSoftmax, build_model
 from pipeline.models.checkpoint import checkpoint_payload, load_checkpoint, model_from_checkpoint, save_checkpoint
+from pipeline.models.objective import next_token_loss
 from pipeline.models.sampling import sample
 from pipeline.tokenization import detokenize, tokenize_splits
 from pipeline.training import fit, output_path

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import io
+from pipeline import files
 from pipeline.config import load_params
 from pipeline.training import fit
 from pipeline.vocab import EOS_ID, Vocabulary
@@ -88,7 +88,7 @@ def test_probe_measures_every_variant_and_tracks_one_run(workspace, mlflow_uri, 
     out = workspace / "curriculum/probe"
     rows = (out / "gradient_distance.csv").read_text().splitlines()
     assert rows[0] == "distance,cell,variant,state,grad_norm" and len(rows) == 1 + 12 * 2 * 2
-    metrics = io.read_json(out / "metrics.json")
+    metrics = files.read_json(out / "metrics.json")
     assert set(metrics["gradient"]) == {"rnn_fresh", "rnn_trained", "lstm_fresh", "lstm_trained"}
     assert {"rnn before clipping", "rnn after clipping", "rnn-noclip before clipping"} <= set(metrics["clipping"])
     assert (out / "gradient_distance.png").stat().st_size > 5000 and (out / "grad_norm_clipping.png").exists()
@@ -115,7 +115,7 @@ def test_agreement_trains_one_tracked_run_per_cell_and_distance(workspace, mlflo
     out = workspace / "curriculum/agreement"
     rows = (out / "accuracy.csv").read_text().splitlines()
     assert rows[0].startswith("cell,distance,accuracy") and len(rows) == 1 + 4
-    metrics = io.read_json(out / "metrics.json")
+    metrics = files.read_json(out / "metrics.json")
     assert set(metrics) == {"rnn", "lstm"} and 0.0 <= metrics["lstm"]["accuracy_d002"] <= 1.0
     assert " -> were" in (out / "examples.txt").read_text()
     client = MlflowClient(mlflow_uri)
@@ -129,7 +129,7 @@ def test_agreement_trains_one_tracked_run_per_cell_and_distance(workspace, mlflo
 def test_tagging_compares_both_directions(workspace):
     assert tagging.main(["--data", "data/tokens/names-char", "--out", "curriculum/tagging"]) == 0
     out = workspace / "curriculum/tagging"
-    metrics = io.read_json(out / "metrics.json")
+    metrics = files.read_json(out / "metrics.json")
     assert set(metrics) == {"uni", "bi"}
     for m in metrics.values():
         assert 0.0 <= m["test_f1"] <= 1.0 and 1.0 <= m["test_tag_perplexity"] <= 2.5 and m["steps"] == 30
@@ -147,7 +147,7 @@ def test_langid_learns_two_easy_languages(workspace):
         lines = ["".join(rng.choice(list(letters), size=12)) + f" {i}" for i in range(40)]
         (raw / f"{lang}.txt").write_text("\n".join(lines), encoding="utf-8")
     assert langid.main(["--raw", "data/raw/langs", "--out", "curriculum/langid"]) == 0
-    metrics = io.read_json(workspace / "curriculum/langid/metrics.json")
+    metrics = files.read_json(workspace / "curriculum/langid/metrics.json")
     assert metrics["test_accuracy"] >= 0.9  # disjoint alphabets
     assert set(metrics["test_accuracy_per_language"]) == {"xx", "yy"}
     assert (workspace / "curriculum/langid/confusion.png").exists()
@@ -164,7 +164,7 @@ def _midi_dataset(folder, tokens: list[str], pieces: list[list[str]]) -> None:
     vocab.save(folder / "vocab.json")
     ids = np.concatenate([np.append(vocab.encode(p), EOS_ID) for p in pieces])
     for split in ("train", "val"):
-        io.write_tokens(folder / f"{split}.npy", ids, len(vocab))
+        files.write_tokens(folder / f"{split}.npy", ids, len(vocab))
 
 
 @pytest.mark.slow  # writes MIDI with music21
@@ -174,11 +174,11 @@ def test_styles_trains_one_conditioned_model_and_samples_each_style(workspace):
     _midi_dataset(tokens / "jigs", ["60_2", "62_2", "64_2"], [["60_2", "62_2", "64_2"] * 4] * 4)
     assert styles.main(["--tokens", "data/tokens", "--out", "curriculum/styles"]) == 0
     out = workspace / "curriculum/styles"
-    metrics = io.read_json(out / "metrics.json")
+    metrics = files.read_json(out / "metrics.json")
     assert metrics["data_polyphony_hymns"] == 3.0 and metrics["data_polyphony_jigs"] == 1.0
     assert {"loss", "loss_wrong_style", "condition_gain", "sample_polyphony_hymns"} <= set(metrics)
-    files = sorted(p.name for p in (out / "samples").iterdir())
-    assert files == ["hymns_00.mid", "hymns_00.png", "hymns_01.mid", "hymns_01.png",
+    names = sorted(p.name for p in (out / "samples").iterdir())
+    assert names == ["hymns_00.mid", "hymns_00.png", "hymns_01.mid", "hymns_01.png",
                      "jigs_00.mid", "jigs_00.png", "jigs_01.mid", "jigs_01.png"]
     assert (out / "styles.png").stat().st_size > 5000
 
@@ -186,7 +186,7 @@ def test_styles_trains_one_conditioned_model_and_samples_each_style(workspace):
 def test_depth_trains_each_depth_with_the_same_steps(workspace):
     assert depth.main(["--data", "data/tokens/names-char", "--out", "curriculum/depth"]) == 0
     out = workspace / "curriculum/depth"
-    metrics = io.read_json(out / "metrics.json")
+    metrics = files.read_json(out / "metrics.json")
     assert set(metrics) == {"layers_1", "layers_2"}
     assert metrics["layers_1"]["steps"] == metrics["layers_2"]["steps"] == 4
     assert metrics["layers_2"]["parameters"] > metrics["layers_1"]["parameters"]

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline.config import TrainSettings, load_params
-from pipeline.io import read_json
+from pipeline.files import read_json
 from stages import train as stage
 from tests.conftest import REPO_ROOT
 from tests.train_helpers import complete_params, write_dataset

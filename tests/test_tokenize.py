@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.config import SplitConfig, TokenizeConfig
 from pipeline.data.text import TextCorpusError, load_split_records, split_records, to_records
-from pipeline.io import read_tokens
+from pipeline.files import read_tokens
 from pipeline.tokenization import detokenize, tokenize_splits
 from pipeline.vocab import EOS_ID, UNK_ID, Vocabulary
 from stages import tokenize as tokenize_stage

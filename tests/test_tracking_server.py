@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from pipeline.io import read_json
+from pipeline.files import read_json
 from stages import train as stage
 from tests.conftest import REPO_ROOT
 from tests.mlflow_ui import free_port, mlflow_server

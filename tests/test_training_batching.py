@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.evaluation.windows import record_batch, split_records, stream_windows, to_streams
+from pipeline.data.windows import record_batch, split_records, stream_windows, to_streams
 from pipeline.training.batching import DataTooSmallError, TrainBatches
 
 PAD, EOS = 0, 2

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from pipeline.io import read_json
+from pipeline.files import read_json
 from pipeline.models.checkpoint import load_checkpoint
 from pipeline.tracking import NullTracker
 from pipeline.tracking.mlflow_tracker import MlflowTracker

@@ -7,7 +7,7 @@ import copy
 
 import torch
 
-from pipeline.evaluation.loss import batch_loss
+from pipeline.models.objective import batch_loss
 from pipeline.training.batching import TrainBatches
 from pipeline.training.optim import clip_gradients
 from pipeline.training.step import PHASES, train_step

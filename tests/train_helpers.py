@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import io
+from pipeline import files
 from pipeline.config import ModelConfig, SampleConfig, TrainSettings
 from pipeline.models import build_model
 from pipeline.runtime import set_seed
@@ -39,7 +39,7 @@ def write_dataset(folder: Path) -> Vocabulary:
     vocab, train, val = char_dataset()
     vocab.save(folder / "vocab.json")
     for split, ids in (("train", train), ("val", val), ("test", val)):
-        io.write_tokens(folder / f"{split}.npy", ids, len(vocab))
+        files.write_tokens(folder / f"{split}.npy", ids, len(vocab))
     return vocab
 
 

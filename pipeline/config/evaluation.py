@@ -40,7 +40,7 @@ class EvaluateConfig:
     last (no truncation artefacts: every token sees all the context before it); a larger value cuts the
     split into that many streams, which is faster but restarts the context at each cut.
     ``windows`` (off by default) adds ``window_loss``/``window_perplexity`` per split: the mean over random
-    windows with the state reset per window (:func:`pipeline.evaluation.loss.evaluate_windows`), the
+    windows with the state reset per window (:func:`pipeline.evaluation.scoring.evaluate_windows`), the
     protocol nanoGPT reports, for a fair side-by-side with models measured that way.
     """
 

@@ -1,1 +1,1 @@
-"""Corpora: download and split."""
+"""Corpora: download and split; :mod:`.windows` cuts a split's ids into model batches."""

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import requests
 
-from pipeline import io
+from pipeline import files
 from pipeline.config import CorpusConfig, PackageSource, PathSource, UrlSource, to_plain
 from pipeline.data.fetching import DownloadError, from_urls
 from pipeline.data.sources import selected_files, sha256_file, source_digest
@@ -60,7 +60,7 @@ def is_current(root: Path, name: str, corpus: CorpusConfig) -> bool:
     if not folder.is_dir() or not manifest.is_file():
         return False
     try:
-        recorded = io.read_json(manifest)
+        recorded = files.read_json(manifest)
     except ValueError:
         return False
     if isinstance(corpus.source, PathSource) and recorded.get("files") != source_digest(corpus.source):
@@ -81,16 +81,16 @@ def materialise(
     """Make ``root/<name>/`` hold the corpus described by ``corpus``; skip if already current."""
     root = Path(root)
     if is_current(root, name, corpus):
-        files = _listing(root / name)
-        size = sum((root / name / f).stat().st_size for f in files)
-        return CorpusReport(name, len(files), size, skipped=True)
+        listing = _listing(root / name)
+        size = sum((root / name / f).stat().st_size for f in listing)
+        return CorpusReport(name, len(listing), size, skipped=True)
     try:
         _materialise(name, corpus, root, exporters, session)
     finally:  # a partly downloaded file stays for the next attempt to resume; empty folders do not
         _remove_empty(root / ".partial" / name, root / ".partial")
-    files = _listing(root / name)
-    size = sum((root / name / f).stat().st_size for f in files)
-    return CorpusReport(name, len(files), size, skipped=False)
+    listing = _listing(root / name)
+    size = sum((root / name / f).stat().st_size for f in listing)
+    return CorpusReport(name, len(listing), size, skipped=False)
 
 
 def _remove_empty(*folders: Path) -> None:
@@ -102,7 +102,7 @@ def _remove_empty(*folders: Path) -> None:
 def _materialise(name: str, corpus: CorpusConfig, root: Path, exporters: dict[str, Exporter] | None,
                  session: requests.Session | None) -> None:
     source = corpus.source
-    with io.atomic_dir(root / name) as tmp:
+    with files.atomic_dir(root / name) as tmp:
         if isinstance(source, UrlSource):
             from_urls(name, source, tmp, root / ".partial" / name, session or requests.Session())
         elif isinstance(source, PathSource):
@@ -114,10 +114,10 @@ def _materialise(name: str, corpus: CorpusConfig, root: Path, exporters: dict[st
             if exporter is None:
                 raise DownloadError(f"corpus {name!r}: no exporter for source type {source.type!r}")
             exporter(source, tmp)
-        files = _listing(tmp)
-        if not files:
+        listing = _listing(tmp)
+        if not listing:
             raise DownloadError(f"corpus {name!r}: the source produced no files (check corpora.{name}.source)")
-    io.write_json(_manifest_path(root, name), {"source": _source_fingerprint(corpus), "files": files})
+    files.write_json(_manifest_path(root, name), {"source": _source_fingerprint(corpus), "files": listing})
     shutil.rmtree(root / ".partial" / name, ignore_errors=True)
 
 

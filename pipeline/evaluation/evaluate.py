@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 from pipeline.config import EvaluateConfig, SampleConfig
-from pipeline.evaluation.figures import reported_figures
 from pipeline.evaluation.guide import guide_for
 from pipeline.evaluation.judge import render_and_judge
-from pipeline.evaluation.loss import evaluate_split, evaluate_windows
 from pipeline.evaluation.render import sample_renderer
+from pipeline.evaluation.scoring import evaluate_split, evaluate_windows
+from pipeline.figures import reported_figures
 from pipeline.models.sampling import sample
 from pipeline.vocab import Vocabulary
 

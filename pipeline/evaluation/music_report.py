@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline import io
+from pipeline import files
 from pipeline.config import NgramConfig, TrainRunConfig
 
 DISTANCES = ["pitch_class_histogram_distance", "note_length_histogram_distance", "ioi_histogram_distance",
@@ -31,7 +31,7 @@ HEADERS = {"pitch_class_histogram_distance": "pitch class", "note_length_histogr
 
 
 def _music(path: Path) -> dict[str, Any]:
-    return (io.read_json(path).get("music") or {}) if path.exists() else {}
+    return (files.read_json(path).get("music") or {}) if path.exists() else {}
 
 
 def collect_music(runs: dict[str, TrainRunConfig], baselines: dict[str, NgramConfig], metrics: Path) -> pd.DataFrame:

@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline import io  # noqa: E402
+from pipeline import files  # noqa: E402
 from pipeline.config import TrainRunConfig  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def _panels(n: int, width: float = 5.0, height: float = 3.6):
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    with io.atomic_path(path, suffix=".png") as tmp:
+    with files.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return Path(path)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline import io
+from pipeline import files
 from pipeline.tokenization import detokenize
 from pipeline.vocab import EOS_ID, Vocabulary
 
@@ -29,7 +29,7 @@ def render_text(vocab: Vocabulary, sequences: list[list[int]], folder: Path, ste
     """All samples in one UTF-8 text file, a blank line between them."""
     texts = [detokenize(list(seq) + [EOS_ID], vocab).rstrip("\n") for seq in sequences]
     path = folder / f"{stem}.txt"
-    io.write_text(path, "\n\n".join(texts) + "\n")
+    files.write_text(path, "\n\n".join(texts) + "\n")
     return [path]
 
 

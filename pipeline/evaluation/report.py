@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline import io
+from pipeline import files
 from pipeline.config import NgramConfig, TrainRunConfig
 from pipeline.errors import UserError
 
@@ -32,7 +32,7 @@ BASELINE_VARIANT = "ngram"
 
 
 def _read(path: Path) -> dict[str, Any]:
-    return io.read_json(path) if path.exists() else {}
+    return files.read_json(path) if path.exists() else {}
 
 
 def _test_figures(evaluated: dict[str, Any]) -> dict[str, float]:

@@ -31,7 +31,7 @@ from music21 import analysis, converter, corpus, midi, note, stream
 from music21.common import getCorpusFilePath
 
 from pipeline.errors import UserError
-from pipeline.io import atomic_path
+from pipeline.files import atomic_path
 from pipeline.midi.events import Note, Piece, pitch_class_durations, sort_notes
 from pipeline.vocab import Vocabulary
 

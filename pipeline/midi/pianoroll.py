@@ -13,7 +13,7 @@ from pathlib import Path
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from pipeline.io import atomic_path
+from pipeline.files import atomic_path
 from pipeline.midi.events import Note, Piece
 from pipeline.vocab import Vocabulary
 

@@ -3,8 +3,9 @@
 ``build_model(cfg, vocab_size)`` is the entry point; ``MODEL_REGISTRY`` names the valid ``cell`` values.
 ``build_task_model(kind, cfg, vocab_size, num_outputs)`` builds a tagger, classifier or conditioned LM over
 the same cells (``TASK_MODELS`` names the kinds; see :mod:`.tasks`).
-Importing this package imports torch and nothing heavier.  :mod:`.checkpoint` and :mod:`.sampling` are
-imported from their modules (``from pipeline.models.sampling import sample``).
+Importing this package imports torch and nothing heavier.  :mod:`.checkpoint`, :mod:`.sampling` and
+:mod:`.objective` (the language-model loss that training and scoring share) are imported from their modules
+(``from pipeline.models.sampling import sample``).
 """
 
 from pipeline.models.language_model import (

@@ -23,7 +23,7 @@ from torch import nn
 
 from pipeline.config import ConfigError, ModelConfig, parse_dataclass, to_plain
 from pipeline.errors import UserError
-from pipeline.io import atomic_path
+from pipeline.files import atomic_path
 from pipeline.models.language_model import SequenceModel
 from pipeline.models.registry import build_model
 

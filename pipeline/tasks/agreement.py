@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline import io
+from pipeline import files
 from pipeline.config import AgreementConfig, ModelConfig
 from pipeline.models import build_task_model
 from pipeline.models.tasks import set_forget_bias
@@ -136,6 +136,6 @@ def _loss(model: torch.nn.Module, batch) -> torch.Tensor:
 def write_agreement(out: Path, result: AgreementResult) -> list[Path]:
     """``accuracy.{csv,png}``, ``metrics.json`` and ``examples.txt`` in ``out``."""
     write_csv(out / "accuracy.csv", result.rows)
-    io.write_text(out / "examples.txt", "\n".join(result.examples) + "\n")
+    files.write_text(out / "examples.txt", "\n".join(result.examples) + "\n")
     return [out / "accuracy.csv", plots.plot_agreement(result.rows, out / "accuracy.png"),
             write_metrics(out / "metrics.json", result.metrics), out / "examples.txt"]

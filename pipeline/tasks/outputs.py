@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline import io
+from pipeline import files
 from pipeline.config import flatten, to_plain
 from pipeline.tracking import Tracker
 from pipeline.training.outputs import write_csv
@@ -79,5 +79,5 @@ def numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 def write_metrics(path: str | Path, metrics: Mapping[str, Any]) -> Path:
     """``metrics.json`` for ``dvc metrics show`` (sorted keys, nested per model)."""
-    io.write_json(path, to_plain(dict(metrics)))
+    files.write_json(path, to_plain(dict(metrics)))
     return Path(path)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.io import atomic_path
+from pipeline.files import atomic_path
 
 CELL_COLORS = {"rnn": "C3", "gru": "C2", "lstm": "C0", "lstm_peephole": "C9", "gru_minimal": "C8"}
 

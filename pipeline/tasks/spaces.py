@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline import io
+from pipeline import files
 from pipeline.config import TaggingConfig
 from pipeline.errors import UserError
 from pipeline.models import build_task_model
@@ -141,6 +141,6 @@ def _loss(model: torch.nn.Module, batch) -> torch.Tensor:
 def write_tagging(out: Path, result: TaggingResult) -> list[Path]:
     """``history.csv``, ``tagging.png``, ``metrics.json`` and ``examples.txt`` (restored text) in ``out``."""
     write_csv(out / "history.csv", result.history)
-    io.write_text(out / "examples.txt", "".join(f"{k}:\n{v}\n\n" for k, v in result.examples.items()))
+    files.write_text(out / "examples.txt", "".join(f"{k}:\n{v}\n\n" for k, v in result.examples.items()))
     return [out / "history.csv", plots.plot_tagging(result.history, result.metrics, out / "tagging.png"),
             write_metrics(out / "metrics.json", result.metrics), out / "examples.txt"]

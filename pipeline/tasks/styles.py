@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.config import StylesConfig
+from pipeline.data.windows import split_records
 from pipeline.errors import UserError
-from pipeline.evaluation.windows import split_records
 from pipeline.models import build_task_model
 from pipeline.models.sampling import sample
 from pipeline.runtime import set_seed

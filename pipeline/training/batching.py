@@ -19,8 +19,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from pipeline.data.windows import Batch, num_windows, record_batch, split_records, stream_windows, to_streams
 from pipeline.errors import UserError
-from pipeline.evaluation.windows import Batch, num_windows, record_batch, split_records, stream_windows, to_streams
 
 
 class DataTooSmallError(UserError, ValueError):

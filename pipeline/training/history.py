@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pipeline.evaluation.figures import summarize
+from pipeline.figures import summarize
 from pipeline.training.meter import Interval, finite_mean, perplexity
 from pipeline.training.state import LoopState
 

@@ -37,8 +37,9 @@ import torch
 from torch import nn
 
 from pipeline.config import TrainSettings, to_plain
-from pipeline.evaluation.loss import directions, evaluate_split
+from pipeline.evaluation.scoring import evaluate_split
 from pipeline.models import count_parameters
+from pipeline.models.objective import directions
 from pipeline.models.sampling import sample
 from pipeline.runtime import resolve_device
 from pipeline.tracking import NullTracker, Tracker
@@ -58,10 +59,9 @@ from pipeline.training.step import train_step
 from pipeline.training.timer import Clock, TrainingTimer
 
 
-def fit(model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, settings: TrainSettings,
-        out_dir: str | Path, *, tracker: Tracker | None = None, resume: bool = False,
-        render_samples: SampleRenderer | None = None, char_level: bool = False,
-        clock: Clock = time.perf_counter) -> FitResult:
+def fit(model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, settings: TrainSettings, out_dir: str | Path,
+        *, tracker: Tracker | None = None, resume: bool = False, render_samples: SampleRenderer | None = None,
+        char_level: bool = False, clock: Clock = time.perf_counter) -> FitResult:
     """Train ``model`` on ``train_ids``, validate on ``val_ids``; outputs go to ``out_dir`` (see :mod:`.outputs`).
 
     ``render_samples(sequences, folder)`` turns sampled ids into files (text, MIDI, PNG) to log at every

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from pipeline.evaluation.loss import BatchLoss
+from pipeline.models.objective import BatchLoss
 from pipeline.training.optim import ClipStats, derived_after
 
 

@@ -14,7 +14,7 @@ Layout of a run folder (``models/<dataset>/<variant>/``; dvc.yaml lists the same
 from __future__ import annotations
 
 import csv
-import io as _io
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from pipeline import io
+from pipeline import files
 
 OUTPUTS = {
     "checkpoint": "checkpoint.pt",
@@ -44,12 +44,12 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
-    buffer = _io.StringIO()
+    buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns or ["step"], lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _round(v) for k, v in row.items()})
-    io.write_text(path, buffer.getvalue())
+    files.write_text(path, buffer.getvalue())
 
 
 def _round(value: Any) -> Any:
@@ -63,7 +63,7 @@ def write_outputs(out_dir: Path, metrics: dict[str, Any], epochs: list[dict], in
     """Write metrics, series and plots; return the files worth logging as artifacts."""
     from pipeline.training.plots import plot_grad_norms, plot_losses
 
-    io.write_json(output_path(out_dir, "metrics"), metrics)
+    files.write_json(output_path(out_dir, "metrics"), metrics)
     write_csv(output_path(out_dir, "epochs"), epochs)
     write_csv(output_path(out_dir, "grad_norms"), intervals)
     plot_losses(epochs, intervals, output_path(out_dir, "loss_plot"))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.io import atomic_path
+from pipeline.files import atomic_path
 
 
 def _figure():

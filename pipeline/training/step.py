@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from pipeline.evaluation.loss import BatchLoss, batch_loss
-from pipeline.evaluation.windows import Batch
+from pipeline.data.windows import Batch
+from pipeline.models.objective import BatchLoss, batch_loss
 from pipeline.training.devices import autocast
 from pipeline.training.optim import ClipStats, clip_gradients, layer_grad_norms
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from pipeline import io
+    from pipeline import files
     from pipeline.evaluation.generate import generate, load_variant, prime_ids, prime_of_midi
     from pipeline.runtime import resolve_device
 
@@ -31,7 +31,7 @@ def _sample(args: argparse.Namespace) -> int:
             print(f"seqlab: {result.closed_notes} notes held longer than {args.max_note_quarters:g} quarter notes "
                   "were closed there (--max-note-quarters)", file=sys.stderr)
     elif args.out:
-        io.write_text(args.out, "\n\n".join(result.texts) + "\n")
+        files.write_text(args.out, "\n\n".join(result.texts) + "\n")
         print(f"wrote {len(result.texts)} samples to {args.out}")
     else:
         print("\n\n".join(result.texts))

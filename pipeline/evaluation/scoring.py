@@ -1,95 +1,28 @@
-"""Language-model losses and whole-split evaluation.
+"""Scoring a model on held-out ids with the training objective (:mod:`pipeline.models.objective`).
 
-* :func:`next_token_loss`: the causal LM loss (summed NLL and the number of predicted tokens, ``<pad>``
-  ignored).  A model that sees the future (``causal = False``) is refused with ``NonCausalModelError``:
-  a bidirectional RNN trained as a next-token model just copies the answer it can see.
-* :func:`bidirectional_loss`: the ELMo-style objective, forward direction predicting x<t+1> and backward
-  direction predicting x<t-1>, reported per direction.
-* :func:`batch_loss`: picks one of the two from ``model.causal``; the training loop's single entry point.
 * :func:`evaluate_split`: mean NLL per predicted token, perplexity and bits per token over a whole split.
   Streams are evaluated with the state carried across windows, so every token is scored with all the
   context before it (for the backward direction of a bidirectional model the context ends at the window,
   ``eval_bptt`` tokens, since carrying that state would need the future).
+* :func:`evaluate_windows`: nanoGPT's protocol, mean NLL over random windows with the state reset per window.
 
 All sums stay on the device as tensors; nothing here calls ``.item()`` except the final summaries.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pipeline.data.windows import PAD_ID, record_batch, split_records, stream_windows, to_streams
 from pipeline.errors import UserError
-from pipeline.evaluation.figures import nll_figures, summarize
-from pipeline.evaluation.windows import PAD_ID, Batch, record_batch, split_records, stream_windows, to_streams
-from pipeline.models import AdaptiveSoftmax, BiLogits, ensure_causal
-
-FORWARD, BACKWARD = "forward", "backward"
+from pipeline.figures import nll_figures, summarize
+from pipeline.models.objective import batch_loss, directions, next_token_loss
 
 
 class WindowsTooLongError(UserError, ValueError):
     """``evaluate.windows.length`` does not fit in a split."""
-
-
-class BatchLoss(NamedTuple):
-    """What one batch contributes: the objective to backpropagate and per-direction sums."""
-
-    objective: Tensor  # () mean NLL (bidirectional: mean of the two directions' means)
-    sums: Tensor  # (D,) summed NLL per direction, detached
-    counts: Tensor  # (D,) predicted tokens per direction
-    state: Any  # the model's carried state after the batch
-
-
-def directions(model: nn.Module) -> tuple[str, ...]:
-    """The directions a model's loss reports: ("forward",) or ("forward", "backward")."""
-    return (FORWARD,) if getattr(model, "causal", True) else (FORWARD, BACKWARD)
-
-
-def _nll_sum(logits: Tensor, targets: Tensor, pad_id: int) -> tuple[Tensor, Tensor]:
-    # Cross-entropy runs in float32 even under bf16 autocast (autocast promotes it), which keeps
-    # the log-softmax of a large vocabulary accurate.
-    total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                            ignore_index=pad_id, reduction="sum")  # ()
-    return total, (targets != pad_id).sum()
-
-
-def next_token_loss(model: nn.Module, inputs: Tensor, targets: Tensor, state: Any = None,
-                    pad_id: int = PAD_ID) -> tuple[Tensor, Tensor, Any]:
-    """Summed NLL of ``targets`` (B, T) given ``inputs`` (B, T); returns (sum, count, state)."""
-    ensure_causal(model, "be trained or evaluated as a next-token model")
-    if isinstance(getattr(model, "output", None), AdaptiveSoftmax):  # never builds the (B, T, V) scores
-        hidden, state = model.features(inputs, state)
-        total, count = model.output.nll_sum(hidden, targets, pad_id)
-        return total, count, state
-    logits, state = model(inputs, state)  # (B, T, V)
-    total, count = _nll_sum(logits, targets, pad_id)
-    return total, count, state
-
-
-def bidirectional_loss(model: nn.Module, batch: Batch, state: Any = None,
-                       pad_id: int = PAD_ID) -> tuple[Tensor, Tensor, Any]:
-    """Per-direction summed NLL (2,), counts (2,) and the forward stack's state for a bidirectional LM."""
-    logits, state = model(batch.inputs, state, lengths=batch.lengths)
-    if not isinstance(logits, BiLogits):
-        raise TypeError(f"{type(model).__name__} is not bidirectional: it returned {type(logits).__name__}")
-    fwd_sum, fwd_count = _nll_sum(logits.forward, batch.targets, pad_id)
-    bwd_sum, bwd_count = _nll_sum(logits.backward, batch.prev_targets, pad_id)
-    return torch.stack([fwd_sum, bwd_sum]), torch.stack([fwd_count, bwd_count]), state
-
-
-def batch_loss(model: nn.Module, batch: Batch, state: Any = None, pad_id: int = PAD_ID) -> BatchLoss:
-    """The training objective for one batch: next-token for causal models, both directions otherwise."""
-    if getattr(model, "causal", True):
-        total, count, state = next_token_loss(model, batch.inputs, batch.targets, state, pad_id)
-        sums, counts = total.unsqueeze(0), count.unsqueeze(0)
-    else:
-        sums, counts, state = bidirectional_loss(model, batch, state, pad_id)
-    means = sums / counts.clamp_min(1)  # (D,)
-    return BatchLoss(means.mean(), sums.detach(), counts, state)
 
 
 @torch.no_grad()
