@@ -25,7 +25,7 @@ def run(params_path: str, name: str, raw: str, out: str) -> int:
     s = dataset.stats
     print(
         f"tokenize: {name}: vocab {s['vocab_size']}, tokens train/val/test "
-        f"{s['train']['tokens']}/{s['val']['tokens']}/{s['test']['tokens']}, val OOV {s['val']['oov_rate']:.2%}"
+        f"{s['train']['tokens']}/{s['val']['tokens']}/{s['test']['tokens']}, <unk> val {s['val']['unk_rate']:.2%}"
     )
     return 0
 

@@ -66,8 +66,8 @@ def test_char_level_vocab_from_train_only_and_eos_per_record():
     assert v.tokens[3:] == ("a", "b", "c")  # 'z' only in val: not in the vocabulary
     assert list(ds.ids["train"]) == [v.id("a"), v.id("b"), v.id("c"), EOS_ID, v.id("a"), v.id("b"), EOS_ID]
     assert list(ds.ids["val"]) == [v.id("a"), v.id("b"), UNK_ID, EOS_ID]
-    assert ds.stats["val"]["oov_rate"] == 0.25 and ds.stats["train"]["oov_rate"] == 0.0
-    assert ds.stats["test"] == {"records": 0, "tokens": 0, "oov_tokens": 0, "oov_rate": 0.0}
+    assert ds.stats["val"]["unk_rate"] == 0.25 and ds.stats["train"]["unk_rate"] == 0.0
+    assert ds.stats["test"] == {"records": 0, "tokens": 0, "unk_tokens": 0, "unk_rate": 0.0}
     assert detokenize(ds.ids["train"], v) == "abc\nab\n"
 
 

@@ -46,14 +46,14 @@ def _stats(vocab: Vocabulary, records: dict[str, list[str]], ids: dict[str, np.n
     stats: dict = {"vocab_size": len(vocab)}
     for split, arr in ids.items():
         n = int(arr.size)
-        oov = int(np.count_nonzero(arr == UNK_ID))
+        unk = int(np.count_nonzero(arr == UNK_ID))
         stats[split] = {
             "records": len(records[split]),
             "tokens": n,
-            "oov_tokens": oov,
-            "oov_rate": round(oov / n, 6) if n else 0.0,
+            "unk_tokens": unk,
+            "unk_rate": round(unk / n, 6) if n else 0.0,  # the share of <unk> tokens, named as the MIDI stats name it
         }
-    stats["train_coverage"] = round(1.0 - stats["train"]["oov_rate"], 6)
+    stats["train_coverage"] = round(1.0 - stats["train"]["unk_rate"], 6)
     return stats
 
 
