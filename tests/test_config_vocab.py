@@ -127,3 +127,14 @@ def test_a_shared_train_key_left_out_of_the_params_file_stops_with_its_name():
     message = str(caught.value)
     assert message.startswith("params.yaml: train: missing key(s) lr, clip; write each one out")
     assert "lr: 0.002" in message and "\n" not in message
+
+
+def test_a_run_parses_its_overrides_into_a_new_mapping_and_leaves_the_given_one_alone():
+    from pipeline.config import DepthConfig, ModelConfig, TrainRunConfig
+
+    given = {"lr": 1, "batching": "records"}
+    run = TrainRunConfig("names-char", "rnn", ModelConfig(cell="rnn"), given)
+    assert run.overrides == {"lr": 1.0, "batching": "records"} and isinstance(run.overrides["lr"], float)
+    assert given == {"lr": 1, "batching": "records"} and isinstance(given["lr"], int)
+    depth = DepthConfig(overrides=given)
+    assert isinstance(depth.overrides["lr"], float) and isinstance(given["lr"], int)

@@ -148,7 +148,8 @@ class DepthConfig:
     def __post_init__(self) -> None:
         if not self.layers or min(self.layers) < 1:
             raise ValueError("layers must list depths >= 1")
-        TrainRunConfig(self.dataset, "depth", self.model, self.overrides)  # parses and checks the overrides
+        parsed = TrainRunConfig(self.dataset, "depth", self.model, self.overrides).overrides  # checked and parsed
+        object.__setattr__(self, "overrides", parsed)
 
 
 @dataclasses.dataclass(frozen=True)

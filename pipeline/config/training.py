@@ -162,10 +162,12 @@ class TrainRunConfig:
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(TrainSettings)
+        parsed = {}
         for key, value in self.overrides.items():
             if key not in hints:
                 raise ValueError(f"overrides: unknown key {key!r} (valid: {', '.join(hints)})")
-            self.overrides[key] = _parse_value(hints[key], value, f"overrides.{key}")
+            parsed[key] = _parse_value(hints[key], value, f"overrides.{key}")
+        object.__setattr__(self, "overrides", parsed)  # a new dict: the mapping passed in is left as it was
 
 
 @dataclasses.dataclass(frozen=True)
