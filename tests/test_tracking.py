@@ -10,7 +10,8 @@ import torch
 
 from pipeline.tracking import NullTracker, Tracker, default_tracking_uri, run_tags
 from pipeline.tracking.factory import open_tracker
-from pipeline.tracking.mlflow_tracker import MlflowTracker, TrackingError, artifact_location
+from pipeline.tracking.mlflow_tracker import MlflowTracker
+from pipeline.tracking.store import TrackingError, artifact_location
 from pipeline.training.outputs import model_code_paths, model_requirements
 from tests.train_helpers import tiny_model
 

@@ -7,7 +7,7 @@
   every ``flush_seconds``, and at :meth:`flush` / :meth:`finish`: a synchronous ``log_metric`` to sqlite costs
   ~10 ms per point here, ``log_batch`` ~0.15 ms.  Even batched, that is ~0.5 ms for a step's three gradient
   figures, several percent of a small model's step, so the writes happen on a background thread
-  (:class:`_BatchWriter`): the training thread only appends tuples to a list.  SQLAlchemy's Python work
+  (:class:`.writer.BatchWriter`): the training thread only appends tuples to a list.  SQLAlchemy's Python work
   holds the GIL, but torch's kernels release it, so the writer runs while the training thread computes.
   :meth:`finish` (and ``flush(wait=True)``) wait for every point to be written and re-raise a write error.
 * Concurrent runs (``dvc queue start -j 2``) share the sqlite file: MLflow opens every sqlite session with
@@ -15,9 +15,7 @@
   :func:`_experiment_id` tolerates an experiment created meanwhile.  The one unsafe moment is the first open of
   a new file (MLflow creates the schema, and two processes migrating at once fail with "duplicate column"):
   :func:`open_client` holds an exclusive file lock while it does that.
-* A tracking *server* (``http(s)://`` URI) is probed at ``/health`` with a short timeout when a run opens
-  (:func:`check_server`): an unreachable one stops the stage with one line before any training, where
-  MLflow's own client would retry for minutes.  Any HTTP answer (even 401/404) counts as reachable.
+* A tracking *server* is probed before a run opens (:func:`.store.check_server`).
 * The model is logged with ``serialization_format="pickle"`` and no input example: the default "pt2" export
   traces the model on an example and freezes its batch size and length.  ``code_paths`` ships seqlab's
   ``pipeline`` package with the model and ``pip_requirements`` are explicit (no environment inference).
@@ -25,18 +23,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import logging
-import os
-import queue
-import re
-import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,19 +35,21 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.errors import SeqlabWarning, UserError
 from pipeline.tracking import RUN_STATUSES, default_tracking_uri
+from pipeline.tracking.store import (
+    OrphanRunWarning,
+    TrackingError,
+    artifact_location,
+    check_server,
+    store_error_message,
+    store_lock,
+)
 from pipeline.tracking.tags import HOST_TAG, PID_TAG, process_gone, process_tags
+from pipeline.tracking.writer import BatchWriter
 
 METRICS_PER_BATCH = 1000  # MLflow's limit per log_batch call
-#: Seconds to wait for a tracking server's /health when a run opens (``SEQLAB_TRACKING_TIMEOUT`` overrides).
-SERVER_PROBE_SECONDS = 5.0
 PARAMS_PER_BATCH = 100
 MAX_VALUE_LENGTH = 6000
-
-
-class TrackingError(UserError, RuntimeError):
-    """The tracking store cannot be reached or refuses a request; the message names the store."""
 
 
 class MlflowTracker:
@@ -73,7 +63,7 @@ class MlflowTracker:
         self.status: str | None = None  # set once the run has been ended by finish()
         self._buffer: list[tuple[str, float, int, int]] = []
         self._last_flush = time.monotonic()
-        self._writer = _BatchWriter(self)
+        self._writer = BatchWriter(self._write_points)
         self.points_written = 0
         self.batches_written = 0
 
@@ -216,45 +206,6 @@ class MlflowTracker:
                                                       tags=list(tags), synchronous=True))
 
 
-class _BatchWriter:
-    """One daemon thread that writes submitted point lists in order; errors surface at :meth:`wait`."""
-
-    def __init__(self, tracker: MlflowTracker) -> None:
-        self.tracker = tracker
-        self.queue: queue.Queue[list | None] = queue.Queue()
-        self.error: BaseException | None = None
-        self.thread: threading.Thread | None = None
-
-    def submit(self, points: list) -> None:
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name="mlflow-writer", daemon=True)
-            self.thread.start()
-        self.queue.put(points)
-
-    def wait(self) -> None:
-        self.queue.join()
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-
-    def close(self) -> None:
-        if self.thread is not None:
-            self.queue.put(None)
-            self.thread.join()
-            self.thread = None
-
-    def _run(self) -> None:
-        while (points := self.queue.get()) is not None:
-            try:
-                if self.error is None:
-                    self.tracker._write_points(points)
-            except BaseException as e:  # kept for the training thread: raised at wait()/finish()
-                self.error = e
-            finally:
-                self.queue.task_done()
-        self.queue.task_done()
-
-
 def open_client(uri: str) -> MlflowClient:
     """A client whose store is ready: a server answered ``/health``, or a sqlite schema exists (created under a
     lock, so that concurrent first runs do not migrate the same new file twice)."""
@@ -266,54 +217,8 @@ def open_client(uri: str) -> MlflowClient:
     # an earlier run in the same process (a test, a notebook) may have pointed elsewhere.
     if not uri.startswith("sqlite:///"):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
-    with _store_lock(uri):  # the constructor creates/migrates the schema
+    with store_lock(uri):  # the constructor creates/migrates the schema
         return _call(uri, lambda: MlflowClient(tracking_uri=uri, registry_uri=uri))
-
-
-@contextlib.contextmanager
-def _store_lock(uri: str):
-    """An exclusive lock per sqlite file, kept in the temp folder (not beside the database, not in git)."""
-    key = hashlib.sha1(str(Path(uri[len("sqlite:///"):]).resolve()).encode()).hexdigest()[:16]
-    with open(Path(tempfile.gettempdir()) / f"seqlab-mlflow-{key}.lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def check_server(uri: str, timeout: float | None = None) -> None:
-    """For an ``http(s)://`` tracking URI, raise :class:`TrackingError` (one line) unless ``<uri>/health`` answers.
-
-    Other stores (sqlite, file) are local and need no probe.  The timeout defaults to
-    ``SEQLAB_TRACKING_TIMEOUT`` or :data:`SERVER_PROBE_SECONDS`.
-    """
-    if not uri.startswith(("http://", "https://")):
-        return
-    timeout = timeout or float(os.environ.get("SEQLAB_TRACKING_TIMEOUT", SERVER_PROBE_SECONDS))
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
-            return
-    except urllib.error.HTTPError:  # it answered: reachable (auth and routing are MLflow's business)
-        return
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise TrackingError(
-            f"MLflow tracking server {uri} is not reachable ({reason}): start it (mlflow server --host ... "
-            f"--port ...), fix MLFLOW_TRACKING_URI, or unset it to use the local sqlite store "
-            f"(or set train.tracking: none)") from e
-
-
-def artifact_location(uri: str, experiment: str) -> str | None:
-    """Where a new experiment keeps its artifacts: ``<folder of the sqlite file>/mlartifacts/<experiment>``.
-
-    MLflow's own default for a database store is ``./mlruns`` relative to the *current* directory, which
-    under ``dvc exp run --queue`` is a temporary copy that is deleted afterwards.  A server (http) decides.
-    """
-    if not uri.startswith("sqlite:///"):
-        return None
-    database = Path(uri[len("sqlite:///"):])
-    return (database.resolve().parent / "mlartifacts" / experiment).as_uri()
 
 
 #: Tags of every experiment seqlab creates.  ``mlflow.experimentKind`` tells MLflow 3's UI that this is model
@@ -351,26 +256,6 @@ def _call(uri: str, fn):
                             f"(check MLFLOW_TRACKING_URI or set train.tracking: none)") from e
 
 
-#: What a database driver says, e.g. "(sqlite3.OperationalError) attempt to write a readonly database".
-_DRIVER_ERROR = re.compile(r"\((?:sqlite3|psycopg2?|pymysql|MySQLdb)[\w.]*\) ([^\n\[]+)")
-
-
-def store_error_message(error: BaseException) -> str:
-    """One line for a store failure: the database driver's own words when they are anywhere in the error or
-    its causes (SQLAlchemy's first line is often advice about autoflush), else the error's first line."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        match = _DRIVER_ERROR.search(str(current))
-        if match:
-            return match.group(1).strip()[:300]
-        if type(current).__module__.startswith(("sqlite3", "psycopg", "pymysql")):
-            return str(current).splitlines()[0][:300]
-        current = current.__cause__ or current.__context__
-    return (str(error).splitlines() or [type(error).__name__])[0][:300] or type(error).__name__
-
-
 def close_orphans(client: MlflowClient, uri: str, experiment_id: str) -> list[str]:
     """Mark KILLED the RUNNING runs of ``experiment_id`` whose process is gone (see
     :func:`pipeline.tracking.tags.process_gone`: only this machine's runs can be checked); one warning line
@@ -391,11 +276,6 @@ def close_orphans(client: MlflowClient, uri: str, experiment_id: str) -> list[st
                       OrphanRunWarning, stacklevel=2)
         closed.append(run.info.run_id)
     return closed
-
-
-class OrphanRunWarning(SeqlabWarning):
-    """A run left RUNNING by a process that no longer exists was marked KILLED."""
-
 
 
 def register_champion(name: str, run_id: str, val_perplexity: float, *, tracking_uri: str | None = None,
