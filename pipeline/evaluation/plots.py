@@ -9,20 +9,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure  # a bare Figure draws to files with Agg: no pyplot state, no backend choice
 
-matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from pipeline import files  # noqa: E402
-from pipeline.config import TrainRunConfig  # noqa: E402
+from pipeline import files
+from pipeline.config import TrainRunConfig
 
 
 def _panels(n: int, width: float = 5.0, height: float = 3.6):
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig = Figure(figsize=(width * cols, height * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat)
@@ -32,7 +30,6 @@ def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     with files.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
     return Path(path)
 
 

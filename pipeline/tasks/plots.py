@@ -13,27 +13,24 @@ from pipeline.files import atomic_path
 CELL_COLORS = {"rnn": "C3", "gru": "C2", "lstm": "C0", "lstm_peephole": "C9", "gru_minimal": "C8"}
 
 
-def _plt():
-    import matplotlib
+def _subplots(*grid: int, figsize: tuple[float, float], **options: Any):
+    """A bare Figure and its axes: it draws to files with Agg, touching neither pyplot's state nor the backend."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **options)
 
 
 def _save(fig, path: str | Path) -> Path:
-    plt = _plt()
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
     return Path(path)
 
 
 def plot_gradient_distance(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """||dL<T>/dx<t>|| against T - t (log scale): one colour per cell, solid trained, dashed fresh."""
-    fig, ax = _plt().subplots(figsize=(7.5, 4.5))
+    fig, ax = _subplots(figsize=(7.5, 4.5))
     for (variant, state) in dict.fromkeys((r["variant"], r["state"]) for r in rows):
         series = [r for r in rows if r["variant"] == variant and r["state"] == state]
         ax.plot([r["distance"] for r in series], [max(r["grad_norm"], 1e-30) for r in series],
@@ -49,7 +46,7 @@ def plot_gradient_distance(rows: Sequence[dict[str, Any]], path: str | Path) -> 
 def plot_clipping(rows: Sequence[dict[str, Any]], threshold: float, path: str | Path) -> Path:
     """Left: cumulative distributions of the per-interval gradient norm of each run and series; right: the same
     norms against training steps.  The legend gives each run's share of steps where clipping fired."""
-    fig, (left, right) = _plt().subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right) = _subplots(1, 2, figsize=(11, 4.2))
     keys = list(dict.fromkeys((r["run"], r["clip"], r["series"]) for r in rows))
     for i, key in enumerate(keys):
         selected = [r for r in rows if (r["run"], r["clip"], r["series"]) == key]
@@ -72,7 +69,7 @@ def plot_clipping(rows: Sequence[dict[str, Any]], threshold: float, path: str | 
 
 def plot_agreement(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Test accuracy at distance d of a model trained on distances in [1, d], per cell."""
-    fig, ax = _plt().subplots(figsize=(7, 4.2))
+    fig, ax = _subplots(figsize=(7, 4.2))
     for cell in dict.fromkeys(r["cell"] for r in rows):
         series = [r for r in rows if r["cell"] == cell]
         ax.plot([r["distance"] for r in series], [r["accuracy"] for r in series], "o-", label=cell,
@@ -92,7 +89,7 @@ def plot_agreement(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
 def plot_tagging(history: Sequence[dict[str, Any]], metrics: dict[str, dict[str, float]], path: str | Path) -> Path:
     """Validation F1 against steps for each direction, and the test F1 / tag perplexity."""
-    fig, (left, right) = _plt().subplots(1, 2, figsize=(10, 4), width_ratios=[3, 2])
+    fig, (left, right) = _subplots(1, 2, figsize=(10, 4), width_ratios=[3, 2])
     for i, direction in enumerate(metrics):
         series = [r for r in history if r["direction"] == direction]
         left.plot([r["step"] for r in series], [r["f1"] for r in series], "o-", color=f"C{i}", label=direction)
@@ -116,7 +113,7 @@ def plot_tagging(history: Sequence[dict[str, Any]], metrics: dict[str, dict[str,
 
 def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: str | Path, title: str) -> Path:
     """Row-normalised confusion matrix (rows: true class) with the counts written in."""
-    fig, ax = _plt().subplots(figsize=(5.5, 4.8))
+    fig, ax = _subplots(figsize=(5.5, 4.8))
     shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(labels)):
@@ -131,7 +128,7 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: str | Path, 
 
 def plot_piano_rolls(rolls: dict[str, list[tuple[int, int, int]]], path: str | Path, title: str) -> Path:
     """One panel per style: notes (start, end, pitch) in grid steps as horizontal bars."""
-    fig, axes = _plt().subplots(len(rolls), 1, figsize=(10, 2.4 * len(rolls)), squeeze=False)
+    fig, axes = _subplots(len(rolls), 1, figsize=(10, 2.4 * len(rolls)), squeeze=False)
     for ax, (name, notes) in zip(axes[:, 0], rolls.items(), strict=True):
         for start, end, pitch in notes:
             ax.broken_barh([(start, end - start)], (pitch - 0.4, 0.8), color="C0")
@@ -146,7 +143,7 @@ def plot_piano_rolls(rolls: dict[str, list[tuple[int, int, int]]], path: str | P
 
 def plot_depth(curves: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Validation loss against optimizer steps (the shared budget) and against (estimated) training seconds."""
-    fig, (left, right) = _plt().subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, (left, right) = _subplots(1, 2, figsize=(10, 4), sharey=True)
     for layers in dict.fromkeys(r["layers"] for r in curves):
         series = [r for r in curves if r["layers"] == layers]
         label = f"{layers} layer{'s' if layers > 1 else ''}"

@@ -9,19 +9,17 @@ from typing import Any
 from pipeline.files import atomic_path
 
 
-def _figure():
-    import matplotlib
+def _subplots(*grid: int, figsize: tuple[float, float], **options: Any):
+    """A bare Figure and its axes: it draws to files with Agg, touching neither pyplot's state nor the backend."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)  # files only; never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **options)
 
 
 def plot_losses(epochs: Sequence[dict[str, Any]], intervals: Sequence[dict[str, Any]], path: str | Path) -> None:
     """Training loss per logging interval and train/validation loss per validation, against steps."""
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _subplots(figsize=(7, 4))
     ax.plot([r["step"] for r in intervals], [r["train_loss"] for r in intervals], lw=1, alpha=0.6,
             label="train (per logging interval)")
     ax.plot([r["step"] for r in epochs], [r["val_loss"] for r in epochs], "o-", label="validation")
@@ -32,13 +30,12 @@ def plot_losses(epochs: Sequence[dict[str, Any]], intervals: Sequence[dict[str, 
     ax.set(xlabel="step", ylabel="loss (nats per token)", title="Loss")
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, plt, path)
+    _save(fig, path)
 
 
 def plot_grad_norms(intervals: Sequence[dict[str, Any]], path: str | Path, threshold: float | None = None) -> None:
     """Mean and max global gradient norm per logging interval (before clipping), the clip threshold, and clip rate."""
-    plt = _figure()
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, height_ratios=[3, 1])
+    fig, (top, bottom) = _subplots(2, 1, figsize=(7, 5), sharex=True, height_ratios=[3, 1])
     steps = [r["step"] for r in intervals]
     top.plot(steps, [r["grad_norm_mean"] for r in intervals], label="mean before clipping")
     top.plot(steps, [r["grad_norm_max"] for r in intervals], lw=0.8, alpha=0.7, label="max before clipping")
@@ -51,11 +48,10 @@ def plot_grad_norms(intervals: Sequence[dict[str, Any]], path: str | Path, thres
     bottom.plot(steps, [r["clip_rate"] for r in intervals], color="C3")
     bottom.set(xlabel="step", ylabel="clip rate", ylim=(-0.05, 1.05))
     bottom.grid(alpha=0.3)
-    _save(fig, plt, path)
+    _save(fig, path)
 
 
-def _save(fig, plt, path: str | Path) -> None:
+def _save(fig, path: str | Path) -> None:
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
