@@ -55,6 +55,8 @@ def run(params_path: str, name: str, data: str, out: str, resume: bool | str = F
                       fingerprint=training_fingerprint(settings, cfg.model, inputs))
     mode = "auto" if resume == "auto" else "required" if resume else "never"
     plan = plan_resume(out_dir, trainer.fingerprint, settings, mode, owner=ctx.is_main)
+    if plan.note:
+        print(plan.note, flush=True)
     if plan.resume:
         trainer.restore()
     previous = {"run_id": plan.run_id} if plan.resume else {}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ import torch
 from torch import nn
 
 from pipeline.config import TrainSettings, to_plain
+from pipeline.errors import SeqlabWarning
 from pipeline.evaluation.scoring import evaluate_split
 from pipeline.models import count_parameters
 from pipeline.models.objective import directions
@@ -69,8 +71,9 @@ def fit(model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, settings: 
     the time source of ``train_seconds`` and the time budget.
     """
     trainer = Trainer(model, train_ids, val_ids, settings, Path(out_dir), render_samples, char_level, clock=clock)
-    if resume:
-        trainer.restore()
+    if resume and not trainer.restore():
+        warnings.warn(f"no checkpoint at {output_path(trainer.out_dir, 'checkpoint')}; starting from scratch",
+                      SeqlabWarning, stacklevel=2)
     return trainer.run(tracker or NullTracker())
 
 
@@ -116,7 +119,6 @@ class Trainer:
         Its RNG states are restored when the run starts."""
         path = output_path(self.out_dir, "checkpoint")
         if not path.exists():
-            print(f"seqlab: no checkpoint at {path}; starting from scratch", flush=True)
             return False
         self.loop, self.carried, self._rng = ckpt.restore_training_checkpoint(path, self.model, self.optimizer,
                                                                               self.scheduler, self.device)

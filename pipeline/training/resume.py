@@ -49,7 +49,7 @@ class ResumePlan:
     resume: bool
     step: int = 0
     run_id: str | None = None  # the tracking run the checkpoint belongs to
-    note: str | None = None  # the one line printed about the decision
+    note: str | None = None  # the one line about the decision, for the stage to print
 
 
 def training_fingerprint(settings: TrainSettings, model: ModelConfig, data_files: Sequence[Path]) -> dict[str, str]:
@@ -70,7 +70,8 @@ def differences(recorded: Mapping[str, str], current: Mapping[str, str], limit: 
 
 def plan_resume(out_dir: Path, fingerprint: Mapping[str, str], settings: TrainSettings, mode: str, *,
                 owner: bool = True) -> ResumePlan:
-    """Decide whether the run in ``out_dir`` resumes (see the module docstring); print the one line about it.
+    """Decide whether the run in ``out_dir`` resumes (see the module docstring); the plan's ``note`` is the one
+    line about it, which the caller prints.
 
     ``owner``: this process may remove a stale run's files (rank 0 of a distributed job).
     """
@@ -100,20 +101,14 @@ def plan_resume(out_dir: Path, fingerprint: Mapping[str, str], settings: TrainSe
     note = f"resuming from step {step} ({path.name})"
     if stopped:
         note += f": the run already stopped ({stopped}); writing its outputs again"
-    return _say(ResumePlan(True, step, loop.get("run_id"), note))
+    return ResumePlan(True, step, loop.get("run_id"), note)
 
 
 def _fresh(out_dir: Path, note: str | None, owner: bool) -> ResumePlan:
     if owner:
         for name in ("checkpoint", "model"):
             output_path(out_dir, name).unlink(missing_ok=True)
-    return _say(ResumePlan(False, note=note))
-
-
-def _say(plan: ResumePlan) -> ResumePlan:
-    if plan.note:
-        print(plan.note, flush=True)
-    return plan
+    return ResumePlan(False, note=note)
 
 
 def _canonical(value: Any) -> str:
