@@ -14,8 +14,9 @@ Without a tracking store (``MLFLOW_TRACKING_URI`` unset and no ``mlflow.db``, as
 secret) there is no champion to look up and the check rests on ``dvc metrics diff`` alone.
 
 A value more than ``max_regression`` (a fraction) above its reference is a regression: the table marks it and
-:func:`retrain` returns 1.  A metric with no reference (a new model, no champion yet) is listed, never failed.
-The table is Markdown, printed and appended to ``summary`` (``$GITHUB_STEP_SUMMARY`` in CI).
+:func:`retrain`'s exit code is 1.  A metric with no reference (a new model, no champion yet) is listed, never
+failed.  The table is Markdown, returned for the command to print and appended to ``summary``
+(``$GITHUB_STEP_SUMMARY`` in CI).
 """
 
 from __future__ import annotations
@@ -25,17 +26,24 @@ import json
 import math
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from pipeline.config import RetrainConfig
-from pipeline.errors import UserError
+from pipeline.errors import SeqlabWarning, UserError
 
 Runner = Callable[[Sequence[str], bool], str]  # (cmd, capture) -> captured stdout; raises RetrainError on failure
 
 
 class RetrainError(UserError, RuntimeError):
     """A step of the retraining (dvc pull/repro/push/metrics diff) failed; the message names it."""
+
+
+class RetrainResult(NamedTuple):
+    exit_code: int  # 1 on a regression, else 0
+    table: str  # the Markdown comparison, for the command to print
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +118,8 @@ def markdown(rows: Sequence[Row], cfg: RetrainConfig, base: str, failures: Seque
 
 def retrain(cfg: RetrainConfig, *, base: str | None = None, pull: bool = True, push: bool = True,
             summary: str | Path | None = None, datasets: Sequence[str] = (),
-            champions: Callable[[Sequence[str]], dict] | None = None, run: Runner | None = None) -> int:
-    """Pull, reproduce, push, compare; print the table (and append it to ``summary``); 1 on a regression.
+            champions: Callable[[Sequence[str]], dict] | None = None, run: Runner | None = None) -> RetrainResult:
+    """Pull, reproduce, push, compare; the table (also appended to ``summary``) and exit code 1 on a regression.
 
     ``champions(datasets)`` returns ``{dataset: (variant, value)}``: by default read from the MLflow registry
     when ``cfg.compare_champion``, before ``dvc repro`` (whose report may crown a new champion).
@@ -123,8 +131,8 @@ def retrain(cfg: RetrainConfig, *, base: str | None = None, pull: bool = True, p
         run([*dvc, "pull", "--allow-missing"], False)
     held = (champions or registered_champions)(sorted(datasets)) if cfg.compare_champion else {}
     if cfg.compare_champion and not held:
-        print(f"retrain: no champion registered for {', '.join(datasets) or 'any dataset'} (or no tracking store): "
-              f"comparing with {base} only", file=sys.stderr)
+        warnings.warn(f"retrain: no champion registered for {', '.join(datasets) or 'any dataset'} "
+                      f"(or no tracking store): comparing with {base} only", SeqlabWarning, stacklevel=2)
     run([*dvc, "repro"], False)
     if push:
         run([*dvc, "push"], False)
@@ -132,11 +140,10 @@ def retrain(cfg: RetrainConfig, *, base: str | None = None, pull: bool = True, p
     rows = with_champions(rows_from_diff(json.loads(diff or "{}"), cfg.metric), held)
     failures = regressions(rows, cfg.max_regression)
     table = markdown(rows, cfg, base, failures)
-    print(table, end="")
     if summary:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(table)
-    return 1 if failures else 0
+    return RetrainResult(1 if failures else 0, table)
 
 
 def registered_champions(datasets: Sequence[str]) -> dict[str, tuple[str, float]]:

@@ -15,8 +15,10 @@ def _retrain(args: argparse.Namespace) -> int:
     cfg = params.sections.get("retrain", RetrainConfig())
     runs = params.sections["train"].runs if "train" in params.sections else {}
     summary = args.summary or os.environ.get("GITHUB_STEP_SUMMARY") or None
-    return retrain(cfg, base=args.base, pull=not args.no_pull, push=not args.no_push, summary=summary,
-                   datasets=sorted({run.dataset for run in runs.values()}))
+    result = retrain(cfg, base=args.base, pull=not args.no_pull, push=not args.no_push, summary=summary,
+                     datasets=sorted({run.dataset for run in runs.values()}))
+    print(result.table, end="")
+    return result.exit_code
 
 
 def add(sub: argparse._SubParsersAction) -> None:
