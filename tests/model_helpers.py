@@ -7,12 +7,12 @@ import itertools
 import torch
 
 from pipeline.config import ModelConfig
-from pipeline.models import BiLogits, SequenceModel, build_model
+from pipeline.models import MODEL_REGISTRY, BiLogits, SequenceModel, build_model
 
 VOCAB = 13
-#: (cell, nonlinearity): every registry key, plus the relu variant of the basic RNN.
-CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("gru", "tanh"), ("lstm", "tanh"),
-         ("lstm_peephole", "tanh"), ("gru_minimal", "tanh")]
+#: (cell, nonlinearity): every registry key (a cell registered later joins every grid test), plus the relu
+#: variant of the basic RNN.
+CELLS = [(cell, "tanh") for cell in MODEL_REGISTRY] + [("rnn", "relu")]
 CELL_IDS = [cell if nl == "tanh" else f"{cell}-{nl}" for cell, nl in CELLS]
 GRID = list(itertools.product(CELLS, ["uni", "bi"], [1, 2]))
 GRID_IDS = [f"{cid}-{d}-{n}L" for cid, (d, n) in itertools.product(CELL_IDS, itertools.product(["uni", "bi"], [1, 2]))]

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.errors import SeqlabWarning
 from pipeline.tracking import NullTracker, Tracker, default_tracking_uri, run_tags
 from pipeline.tracking.factory import open_tracker
+from pipeline.tracking.lifecycle import end_run
 from pipeline.tracking.mlflow_tracker import MlflowTracker
 from pipeline.tracking.store import TrackingError, artifact_location
 from pipeline.training.outputs import model_code_paths, model_requirements
@@ -108,11 +110,15 @@ def test_logged_model_loads_back_and_runs_on_any_batch_and_length(mlflow_uri, di
     assert f"torch=={torch.__version__.split('+')[0]}" in requirements.read_text()
 
 
-def test_null_tracker_counts_what_it_is_given():
-    tracker = NullTracker()
-    tracker.log_metrics({"a": 1.0, "b": 2.0}, step=3)
-    tracker.finish("FAILED", "why")
-    assert tracker.points == 2 and (tracker.status, tracker.reason) == ("FAILED", "why")
+def test_a_store_that_cannot_end_a_failing_run_is_a_warning_and_the_first_error_stands():
+    class Unreachable(NullTracker):
+        def finish(self, status: str, reason: str | None = None) -> None:
+            raise ConnectionError("store down\nmore detail")
+
+    with pytest.warns(SeqlabWarning, match=r"^could not mark the tracking run FAILED: store down$"):
+        end_run(Unreachable(), ValueError("the real problem"))
+    with pytest.raises(ConnectionError):  # no error on its way: the tracking error is the error
+        end_run(Unreachable())
 
 
 def test_run_tags_name_commit_dirt_data_device_and_dvc(tmp_path, monkeypatch):

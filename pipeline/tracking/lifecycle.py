@@ -18,9 +18,10 @@ Validate inputs *before* opening a run: nothing to end is better than a FAILED r
 from __future__ import annotations
 
 import contextlib
-import sys
+import warnings
 from collections.abc import Iterator
 
+from pipeline.errors import SeqlabWarning
 from pipeline.tracking import Tracker
 
 __all__ = ["end_run", "end_status", "tracked_run"]
@@ -38,7 +39,7 @@ def end_status(error: BaseException | None) -> tuple[str, str | None]:
 
 def end_run(tracker: Tracker, error: BaseException | None = None) -> None:
     """End ``tracker``'s run as ``error`` says (see the module docstring).  With an error already on its way,
-    a failure to reach the store is printed as a warning instead of replacing it."""
+    a failure to reach the store is a warning (:class:`SeqlabWarning`) instead of replacing it."""
     status, reason = end_status(error)
     if error is None:
         tracker.finish(status, reason)
@@ -46,8 +47,8 @@ def end_run(tracker: Tracker, error: BaseException | None = None) -> None:
     try:
         tracker.finish(status, reason)
     except Exception as e:  # never hide the original error behind a tracking one
-        print(f"seqlab: warning: could not mark the tracking run {status}: {(str(e).splitlines() or [''])[0]}",
-              file=sys.stderr, flush=True)
+        warnings.warn(f"could not mark the tracking run {status}: {(str(e).splitlines() or [''])[0]}",
+                      SeqlabWarning, stacklevel=2)
 
 
 @contextlib.contextmanager
