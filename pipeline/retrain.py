@@ -154,7 +154,7 @@ def registered_champions(datasets: Sequence[str]) -> dict[str, tuple[str, float]
     uri = default_tracking_uri()
     if not datasets or (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()):
         return {}
-    from pipeline.tracking.mlflow_tracker import champion_record
+    from pipeline.tracking.registry import champion_record
 
     found = {}
     for dataset in datasets:

@@ -50,7 +50,7 @@ def _track(out_dir: Path, pictures: list[Path], champions: dict, models: Path, r
     from pipeline import files
     from pipeline.tracking.factory import open_tracker
     from pipeline.tracking.lifecycle import tracked_run
-    from pipeline.tracking.mlflow_tracker import register_champion
+    from pipeline.tracking.registry import register_champion
 
     with tracked_run(open_tracker("mlflow", "seqlab-report", "report")) as tracker:
         for path in [out_dir / "summary.md", out_dir / "summary.csv", *pictures]:

@@ -25,7 +25,8 @@ from pipeline.retrain import (
     rows_from_diff,
     with_champions,
 )
-from pipeline.tracking.mlflow_tracker import MlflowTracker, register_champion
+from pipeline.tracking.mlflow_tracker import MlflowTracker
+from pipeline.tracking.registry import register_champion
 from pipeline.training.outputs import model_requirements
 from stages import cli
 from tests.conftest import REPO_ROOT

@@ -1,4 +1,4 @@
-"""The MLflow implementation of :class:`pipeline.tracking.Tracker`: the only module of seqlab that imports mlflow.
+"""The MLflow implementation of :class:`pipeline.tracking.Tracker` (runs; the model registry is :mod:`.registry`).
 
 * Store: ``MLFLOW_TRACKING_URI`` or an absolute ``sqlite:///<repo>/mlflow.db`` (see ``default_tracking_uri``).
 * One experiment per dataset, one run per variant named after it; :meth:`MlflowTracker.resume` reopens a
@@ -78,7 +78,7 @@ class MlflowTracker:
         experiment_id = _experiment_id(client, experiment, uri)
         close_orphans(client, uri, experiment_id)
         tags = {"mlflow.runName": run_name, **(tags or {}), **process_tags()}
-        run = _call(uri, lambda: client.create_run(experiment_id, run_name=run_name, tags=dict(tags)))
+        run = call_store(uri, lambda: client.create_run(experiment_id, run_name=run_name, tags=dict(tags)))
         return cls(client, uri, run.info.run_id, experiment_id, flush_seconds)
 
     @classmethod
@@ -96,12 +96,12 @@ class MlflowTracker:
             raise ValueError(f"mode {mode!r} is not append or continue")
         uri = tracking_uri or default_tracking_uri()
         client = open_client(uri)
-        run = _call(uri, lambda: client.get_run(run_id))
+        run = call_store(uri, lambda: client.get_run(run_id))
         close_orphans(client, uri, run.info.experiment_id)
-        prior = _call(uri, lambda: client.get_run(run_id)).info.status
+        prior = call_store(uri, lambda: client.get_run(run_id)).info.status
         if mode == "continue":
-            _call(uri, lambda: client.log_batch(run_id, tags=[RunTag(k, v) for k, v in process_tags().items()]))
-            _call(uri, lambda: client.update_run(run_id, status="RUNNING"))
+            call_store(uri, lambda: client.log_batch(run_id, tags=[RunTag(k, v) for k, v in process_tags().items()]))
+            call_store(uri, lambda: client.update_run(run_id, status="RUNNING"))
         return cls(client, uri, run_id, run.info.experiment_id, flush_seconds, mode=mode, prior_status=prior)
 
     # ------------------------------------------------------------------ the Tracker protocol
@@ -141,7 +141,7 @@ class MlflowTracker:
         self.points_written += len(points)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        _call(self.uri, lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
+        call_store(self.uri, lambda: self.client.log_artifact(self.run_id, str(path), artifact_path))
 
     def log_model(self, model: Any, name: str = "model", *, pip_requirements: Sequence[str] = (),
                   code_paths: Sequence[str] = ()) -> None:
@@ -159,9 +159,9 @@ class MlflowTracker:
                                          pip_requirements=list(pip_requirements), code_paths=list(code_paths) or None)
 
         try:
-            _call(self.uri, log)
+            call_store(self.uri, log)
         finally:
-            _call(self.uri, lambda: self.client.update_run(self.run_id, status="RUNNING"))
+            call_store(self.uri, lambda: self.client.update_run(self.run_id, status="RUNNING"))
 
     def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
         """Flush, record ``reason`` (tag ``failure_reason``) and set the run's final status.
@@ -186,7 +186,7 @@ class MlflowTracker:
             tag = "failure_reason" if final == status else "last_error"
             self.set_tags({tag: reason[:MAX_VALUE_LENGTH]})
         if final is not None:
-            _call(self.uri, lambda: self.client.set_terminated(self.run_id, status=RunStatus.to_string(
+            call_store(self.uri, lambda: self.client.set_terminated(self.run_id, status=RunStatus.to_string(
                 RunStatus.from_string(final))))
         if error is not None:
             raise error
@@ -202,7 +202,7 @@ class MlflowTracker:
     # ------------------------------------------------------------------ helpers
 
     def _write(self, metrics: Sequence[Metric] = (), params: Sequence[Param] = (), tags: Sequence[RunTag] = ()) -> None:
-        _call(self.uri, lambda: self.client.log_batch(self.run_id, metrics=list(metrics), params=list(params),
+        call_store(self.uri, lambda: self.client.log_batch(self.run_id, metrics=list(metrics), params=list(params),
                                                       tags=list(tags), synchronous=True))
 
 
@@ -218,7 +218,7 @@ def open_client(uri: str) -> MlflowClient:
     if not uri.startswith("sqlite:///"):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
     with store_lock(uri):  # the constructor creates/migrates the schema
-        return _call(uri, lambda: MlflowClient(tracking_uri=uri, registry_uri=uri))
+        return call_store(uri, lambda: MlflowClient(tracking_uri=uri, registry_uri=uri))
 
 
 #: Tags of every experiment seqlab creates.  ``mlflow.experimentKind`` tells MLflow 3's UI that this is model
@@ -233,22 +233,23 @@ def ensure_experiment(name: str, *, tracking_uri: str | None = None) -> str:
 
 
 def _experiment_id(client: MlflowClient, name: str, uri: str) -> str:
-    experiment = _call(uri, lambda: client.get_experiment_by_name(name))
+    experiment = call_store(uri, lambda: client.get_experiment_by_name(name))
     if experiment is not None:
         missing = {k: v for k, v in EXPERIMENT_TAGS.items() if k not in experiment.tags}
         for key, value in missing.items():  # an experiment made before seqlab tagged them, or by hand
-            _call(uri, lambda key=key, value=value: client.set_experiment_tag(experiment.experiment_id, key, value))
+            call_store(uri, lambda key=key, value=value: client.set_experiment_tag(experiment.experiment_id, key, value))
         return experiment.experiment_id
     try:
         return client.create_experiment(name, artifact_location=artifact_location(uri, name), tags=EXPERIMENT_TAGS)
     except MlflowException:  # created meanwhile by a concurrent run (dvc queue -j 2)
-        experiment = _call(uri, lambda: client.get_experiment_by_name(name))
+        experiment = call_store(uri, lambda: client.get_experiment_by_name(name))
         if experiment is None:
             raise
         return experiment.experiment_id
 
 
-def _call(uri: str, fn):
+def call_store(uri: str, fn):
+    """``fn()``, with any MLflow or database error turned into one :class:`TrackingError` line naming the store."""
     try:
         return fn()
     except (MlflowException, SQLAlchemyError) as e:
@@ -260,7 +261,7 @@ def close_orphans(client: MlflowClient, uri: str, experiment_id: str) -> list[st
     """Mark KILLED the RUNNING runs of ``experiment_id`` whose process is gone (see
     :func:`pipeline.tracking.tags.process_gone`: only this machine's runs can be checked); one warning line
     each.  Returns their run ids."""
-    runs = _call(uri, lambda: client.search_runs(
+    runs = call_store(uri, lambda: client.search_runs(
         [experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{process_tags()[HOST_TAG]}'",
         max_results=1000))
     closed = []
@@ -269,55 +270,11 @@ def close_orphans(client: MlflowClient, uri: str, experiment_id: str) -> list[st
             continue
         pid = run.data.tags.get(PID_TAG)
         reason = f"process {pid} on {run.data.tags.get(HOST_TAG)} ended without closing the run (killed)"
-        _call(uri, lambda run=run, reason=reason: client.log_batch(
+        call_store(uri, lambda run=run, reason=reason: client.log_batch(
             run.info.run_id, tags=[RunTag("failure_reason", reason)]))
-        _call(uri, lambda run=run: client.set_terminated(run.info.run_id, status="KILLED"))
+        call_store(uri, lambda run=run: client.set_terminated(run.info.run_id, status="KILLED"))
         warnings.warn(f"marked run {run.info.run_name!r} ({run.info.run_id[:8]}) KILLED: its process {pid} is gone",
                       OrphanRunWarning, stacklevel=2)
         closed.append(run.info.run_id)
     return closed
 
-
-def register_champion(name: str, run_id: str, val_perplexity: float, *, tracking_uri: str | None = None,
-                      artifact_path: str = "model", alias: str = "champion") -> str:
-    """Register run ``run_id``'s logged model as a new version of ``name`` and point ``alias`` at it,
-    unless the current ``alias`` version has a validation perplexity at least as good.  Returns what it did.
-
-    The comparison value is kept as the version tag ``val_perplexity``, so it survives in the registry.
-    """
-    import mlflow
-
-    uri = tracking_uri or default_tracking_uri()
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    try:
-        current = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        current = None  # no registered model or no alias yet
-    if current is not None:
-        if current.run_id == run_id:
-            return f"{alias} is already version {current.version} (this run)"
-        best = float(current.tags.get("val_perplexity", "inf"))
-        if best <= val_perplexity:
-            return f"kept {alias} version {current.version} (val perplexity {best:.4g} <= {val_perplexity:.4g})"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    version = _call(uri, lambda: mlflow.register_model(f"runs:/{run_id}/{artifact_path}", name,
-                                                       tags={"val_perplexity": f"{val_perplexity:.6g}"}))
-    _call(uri, lambda: client.set_registered_model_alias(name, alias, version.version))
-    return f"registered version {version.version} as {alias} (val perplexity {val_perplexity:.4g})"
-
-
-def champion_record(name: str, *, tracking_uri: str | None = None, alias: str = "champion") -> tuple[str, float] | None:
-    """``(variant, val_perplexity)`` of registered model ``name@alias`` (the run name is the variant), or None
-    when there is no such model or alias (a first run) or it carries no ``val_perplexity`` tag."""
-    uri = tracking_uri or default_tracking_uri()
-    client = open_client(uri)
-    try:
-        version = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-    value = version.tags.get("val_perplexity")
-    if value is None:
-        return None
-    run = _call(uri, lambda: client.get_run(version.run_id))
-    return run.info.run_name, float(value)
