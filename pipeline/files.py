@@ -7,6 +7,7 @@ Every writer goes through a temporary file in the destination folder followed by
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -74,6 +75,15 @@ def ensure_writable_dir(path: str | Path, option: str = "output folder") -> Path
         raise OutputPathError(f"{path}: cannot write to this folder ({e.strerror or e}); choose another {option} "
                               f"or fix its permissions") from None
     return path
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 hex digest of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _umask() -> int:

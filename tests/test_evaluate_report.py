@@ -16,40 +16,14 @@ from stages import cli
 from stages import evaluate as evaluate_stage
 from stages import report as report_stage
 from stages import train as train_stage
-from tests.train_helpers import complete_params, tiny_model, write_dataset
+from tests.train_helpers import complete_params, tiny_model, tiny_params, tiny_run, write_dataset
 
-PARAMS = """
-train:
-  device: cpu
-  threads: 1
-  batch_size: 4
-  bptt: 16
-  epochs: 2
-  log_every_steps: 5
-  eval_batch_size: 2
-  progress: false
-  sample: {n: 1, max_length: 20}
-  runs:
-    names-char-lstm:
-      dataset: names-char
-      variant: lstm
-      model: {cell: lstm, embedding_size: 8, hidden_size: 16}
-      overrides: {batching: records}
-    names-char-gru:
-      dataset: names-char
-      variant: gru
-      model: {cell: gru, embedding_size: 8, hidden_size: 16}
-    names-char-bilstm:
-      dataset: names-char
-      variant: bilstm
-      model: {cell: lstm, embedding_size: 8, hidden_size: 16, direction: bi}
-      overrides: {batching: records}
-evaluate:
-  device: cpu
-  samples: {n: 3, max_length: 30, temperature: 0.8}
-  baselines:
-    names-char: {order: 3}
-"""
+PARAMS = tiny_params(
+    {"names-char-lstm": tiny_run(overrides={"batching": "records"}), "names-char-gru": tiny_run("gru", "gru"),
+     "names-char-bilstm": tiny_run("bilstm", direction="bi", overrides={"batching": "records"})},
+    {"evaluate": {"device": "cpu", "samples": {"n": 3, "max_length": 30, "temperature": 0.8},
+                  "baselines": {"names-char": {"order": 3}}}},
+    checkpoint_every_steps=200, sample={"n": 1, "max_length": 20})
 VARIANTS = ("lstm", "gru", "bilstm")
 
 

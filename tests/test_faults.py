@@ -28,58 +28,18 @@ import pytest
 
 from pipeline import files
 from tests.conftest import REPO_ROOT
-from tests.train_helpers import complete_params, write_dataset
+from tests.train_helpers import complete_params, tiny_params, tiny_run, write_dataset
 
-PARAMS = """
-train:
-  device: cpu
-  threads: 1
-  batch_size: 4
-  bptt: 16
-  epochs: 2
-  log_every_steps: 5
-  checkpoint_every_steps: 10
-  eval_batch_size: 2
-  progress: false
-  sample: {n: 1, max_length: 10}
-  runs:
-    names-lstm:
-      dataset: names-char
-      variant: lstm
-      model: {cell: lstm, embedding_size: 8, hidden_size: 16}
-    names-wide:
-      dataset: names-char
-      variant: lstm
-      model: {cell: lstm, embedding_size: 8, hidden_size: 32}
-    names-cuda:
-      dataset: names-char
-      variant: cuda
-      model: {cell: lstm, embedding_size: 8, hidden_size: 16}
-      overrides: {device: cuda}
-    names-long:
-      dataset: names-char
-      variant: long
-      model: {cell: lstm, embedding_size: 8, hidden_size: 16}
-      overrides: {epochs: 100000, checkpoint_every_steps: 5}
-    names-big:
-      dataset: names-char
-      variant: big
-      model: {cell: lstm, embedding_size: 8, hidden_size: 320}
-      overrides: {max_steps: 4, checkpoint_every_steps: 2}
-    tiny-lstm:
-      dataset: tiny-char
-      variant: lstm
-      model: {cell: lstm, embedding_size: 8, hidden_size: 16}
-    noval-lstm:
-      dataset: noval-char
-      variant: lstm
-      model: {cell: lstm, embedding_size: 8, hidden_size: 16}
-evaluate:
-  device: cpu
-  samples: {n: 1, max_length: 10}
-  baselines:
-    names-char: {order: 2}
-"""
+PARAMS = tiny_params(
+    {"names-lstm": tiny_run(),
+     "names-wide": tiny_run(hidden_size=32),
+     "names-cuda": tiny_run("cuda", overrides={"device": "cuda"}),
+     "names-long": tiny_run("long", overrides={"epochs": 100000, "checkpoint_every_steps": 5}),
+     "names-big": tiny_run("big", hidden_size=320, overrides={"max_steps": 4, "checkpoint_every_steps": 2}),
+     "tiny-lstm": tiny_run(dataset="tiny-char"),
+     "noval-lstm": tiny_run(dataset="noval-char")},
+    {"evaluate": {"device": "cpu", "samples": {"n": 1, "max_length": 10}, "baselines": {"names-char": {"order": 2}}}},
+    sample={"n": 1, "max_length": 10})
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.midi.codec import CodecError, EventCodec, NoteCodec, codec_from_meta, decode_capped, make_codec
 from pipeline.midi.events import DEFAULT_VELOCITY, Note, Piece, quantize
+from tests import note_strategies
 
 # --------------------------------------------------------------------------- examples
 
@@ -127,16 +128,7 @@ def test_importing_the_pure_modules_loads_neither_music21_nor_matplotlib():
 
 # --------------------------------------------------------------------------- properties
 
-raw_notes = st.lists(
-    st.builds(
-        lambda start, length, pitch, vel: Note(start, start + length, pitch, vel),
-        st.integers(0, 3000),
-        st.integers(0, 1500),
-        st.integers(0, 127),
-        st.integers(1, 127),
-    ),
-    max_size=30,
-)
+raw_notes = note_strategies.raw_notes(3000, 1500, 30)
 
 
 @settings(max_examples=300, deadline=None)

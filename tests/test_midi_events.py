@@ -16,6 +16,7 @@ from pipeline.midi.events import (
     top_voice,
     transpose,
 )
+from tests import note_strategies
 
 TPQ = 480
 
@@ -52,16 +53,7 @@ def test_contained_note_is_merged_and_outlasting_note_truncates_the_earlier():
     assert len(other_pitch) == 2 and other_pitch[0].end == 8
 
 
-raw_notes = st.lists(
-    st.builds(
-        lambda start, length, pitch, vel: Note(start, start + length, pitch, vel),
-        st.integers(0, 4000),
-        st.integers(0, 2000),
-        st.integers(0, 127),
-        st.integers(1, 127),
-    ),
-    max_size=40,
-)
+raw_notes = note_strategies.raw_notes(4000, 2000, 40)
 
 
 @settings(max_examples=200, deadline=None)

@@ -22,7 +22,15 @@ from stages import train as stage
 from tests.conftest import REPO_ROOT
 from tests.test_pipeline_dvc import _run, make_repo
 from tests.test_training_fit import assert_same_run
-from tests.train_helpers import char_dataset, complete_params, tiny_model, tiny_settings, write_dataset
+from tests.train_helpers import (
+    char_dataset,
+    complete_params,
+    tiny_model,
+    tiny_params,
+    tiny_run,
+    tiny_settings,
+    write_dataset,
+)
 
 VOCAB, TRAIN, VAL = char_dataset()
 MODEL = ModelConfig(cell="lstm", embedding_size=8, hidden_size=16)
@@ -67,26 +75,7 @@ def test_resuming_a_finished_run_trains_no_further_step(tmp_path, rule):
     assert_same_run(whole, tmp_path / "run")  # outputs written again, the same as the run's own
 
 
-PARAMS = """
-train:
-  device: cpu
-  threads: 1
-  batch_size: 4
-  bptt: 16
-  epochs: 2
-  log_every_steps: 5
-  checkpoint_every_steps: 10
-  eval_batch_size: 2
-  tracking: none
-  progress: false
-  sample: {n: 0}
-  runs:
-    names-char-lstm:
-      dataset: names-char
-      variant: lstm
-      model: {cell: lstm, embedding_size: 8, hidden_size: 16}
-      overrides: {batching: records}
-"""
+PARAMS = tiny_params({"names-char-lstm": tiny_run(overrides={"batching": "records"})}, tracking="none", sample={"n": 0})
 ARGV = ["--params", "params.yaml", "--run", "names-char-lstm", "--data", "data/tokens/names-char",
         "--out", "models/names-char/lstm"]
 

@@ -11,27 +11,9 @@ from pipeline.config import TrainSettings, load_params
 from pipeline.files import read_json
 from stages import train as stage
 from tests.conftest import REPO_ROOT
-from tests.train_helpers import complete_params, write_dataset
+from tests.train_helpers import complete_params, tiny_params, tiny_run, write_dataset
 
-PARAMS = """
-train:
-  device: cpu
-  threads: 1
-  batch_size: 4
-  bptt: 16
-  epochs: 2
-  log_every_steps: 5
-  checkpoint_every_steps: 10
-  eval_batch_size: 2
-  progress: false
-  sample: {n: 2, max_length: 30}
-  runs:
-    names-char-lstm:
-      dataset: names-char
-      variant: lstm
-      model: {cell: lstm, embedding_size: 8, hidden_size: 16}
-      overrides: {batching: records}
-"""
+PARAMS = tiny_params({"names-char-lstm": tiny_run(overrides={"batching": "records"})}, sample={"n": 2, "max_length": 30})
 
 
 @pytest.fixture

@@ -15,32 +15,12 @@ from pipeline.files import read_json
 from stages import train as stage
 from tests.conftest import REPO_ROOT
 from tests.mlflow_ui import free_port, mlflow_server
-from tests.train_helpers import complete_params, write_dataset
+from tests.train_helpers import complete_params, tiny_params, tiny_run, write_dataset
 
 pytestmark = pytest.mark.slow
 
-PARAMS = """
-train:
-  device: cpu
-  threads: 1
-  batch_size: 4
-  bptt: 16
-  epochs: 2
-  log_every_steps: 2
-  checkpoint_every_steps: 10
-  eval_batch_size: 2
-  progress: false
-  sample: {n: 1, max_length: 20}
-  runs:
-    names-char-lstm:
-      dataset: names-char
-      variant: lstm
-      model: {cell: lstm, embedding_size: 8, hidden_size: 16}
-    names-char-gru:
-      dataset: names-char
-      variant: gru
-      model: {cell: gru, embedding_size: 8, hidden_size: 24}
-"""
+PARAMS = tiny_params({"names-char-lstm": tiny_run(), "names-char-gru": tiny_run("gru", "gru", hidden_size=24)},
+                     log_every_steps=2, sample={"n": 1, "max_length": 20})
 
 
 @pytest.fixture

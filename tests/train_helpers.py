@@ -70,3 +70,24 @@ def complete_params(text: str) -> str:
         defaults = to_plain(TrainSettings())
         raw["train"] = {**{k: v for k, v in defaults.items() if k not in raw["train"]}, **raw["train"]}
     return yaml.safe_dump(raw, sort_keys=False)
+
+
+#: Shared train settings of the tiny stage tests: a few dozen steps of a 16-unit model on the CPU.
+TINY_TRAIN = {"device": "cpu", "threads": 1, "batch_size": 4, "bptt": 16, "epochs": 2, "log_every_steps": 5,
+              "checkpoint_every_steps": 10, "eval_batch_size": 2, "progress": False}
+
+
+def tiny_run(variant: str = "lstm", cell: str = "lstm", dataset: str = "names-char", hidden_size: int = 16,
+             overrides: dict | None = None, **model) -> dict:
+    """One ``train.runs`` entry: a tiny model of ``cell`` on ``dataset``."""
+    run = {"dataset": dataset, "variant": variant,
+           "model": {"cell": cell, "embedding_size": 8, "hidden_size": hidden_size, **model}}
+    return {**run, "overrides": overrides} if overrides else run
+
+
+def tiny_params(runs: dict[str, dict], sections: dict | None = None, **train) -> str:
+    """A complete params file: :data:`TINY_TRAIN` with ``train`` on top, ``runs``, and other ``sections``."""
+    import yaml
+
+    text = yaml.safe_dump({"train": {**TINY_TRAIN, **train, "runs": runs}, **(sections or {})}, sort_keys=False)
+    return complete_params(text)

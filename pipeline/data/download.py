@@ -23,7 +23,8 @@ import requests
 from pipeline import files
 from pipeline.config import CorpusConfig, PackageSource, PathSource, UrlSource, to_plain
 from pipeline.data.fetching import DownloadError, from_urls
-from pipeline.data.sources import selected_files, sha256_file, source_digest
+from pipeline.data.sources import selected_files, source_digest
+from pipeline.files import sha256_file
 
 #: Exporter for sources this module does not handle itself (e.g. ``music21``):
 #: ``exporter(source, dest_dir) -> None`` writes the corpus files into ``dest_dir``.

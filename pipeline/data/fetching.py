@@ -20,8 +20,8 @@ import requests
 import urllib3
 
 from pipeline.config import UrlFile, UrlSource
-from pipeline.data.sources import sha256_file
 from pipeline.errors import UserError
+from pipeline.files import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ The download stage copies a ``path`` source (a file, or a folder's files matchin
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -20,18 +19,11 @@ import yaml
 
 from pipeline.config import CorpusConfig, PathSource
 from pipeline.errors import UserError
+from pipeline.files import sha256_file
 
 
 class UntrackedSourceError(UserError):
     """A path source DVC does not watch: editing it would not re-run the download stage."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def selected_files(source: PathSource) -> list[tuple[str, Path]]:

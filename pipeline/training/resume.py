@@ -20,7 +20,6 @@ mistaken for this one's.  A resumed run prints ``resuming from step N (checkpoin
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from pipeline.config import ModelConfig, TrainSettings, to_plain
 from pipeline.errors import UserError
+from pipeline.files import sha256_file
 from pipeline.models.checkpoint import CheckpointError
 from pipeline.training import checkpoints as ckpt
 from pipeline.training.outputs import output_path
@@ -56,7 +56,7 @@ def training_fingerprint(settings: TrainSettings, model: ModelConfig, data_files
     """``{key: value}`` of everything that shapes the trained weights, values as canonical JSON or sha256."""
     out = {f"model.{k}": _canonical(v) for k, v in to_plain(model).items()}
     out.update({f"train.{k}": _canonical(v) for k, v in to_plain(settings).items() if k not in UNWATCHED})
-    out.update({f"data.{Path(f).name}": _sha256(Path(f)) for f in data_files})
+    out.update({f"data.{Path(f).name}": sha256_file(Path(f)) for f in data_files})
     return out
 
 
@@ -115,9 +115,3 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
