@@ -16,7 +16,6 @@ import dataclasses
 import math
 
 import numpy as np
-import pytest
 import torch
 
 from pipeline.training import fit
@@ -55,7 +54,6 @@ def train_loss_and_accuracy(tmp_path, seed: int = 3) -> tuple[float, float]:
     return result.metrics["train_loss"], answer_accuracy(model, key_stream(300, seed + 200))
 
 
-@pytest.mark.slow  # two 600-step fits: ~10 s
 def test_a_stream_carries_the_state_across_windows_and_a_reset_state_cannot_learn_the_task(tmp_path, monkeypatch):
     floor = math.log(len(KEYS)) / 3  # the keys themselves
     loss, accuracy = train_loss_and_accuracy(tmp_path / "carried")
