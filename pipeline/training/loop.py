@@ -209,11 +209,11 @@ class Trainer:
     def _finish(self, stop: str) -> FitResult:
         """Write the outputs from the best model and end the tracker run (both on rank 0 only)."""
         self.reporter.close()
+        if self.dist.is_main:  # the run's result is the best model by validation loss, not the last step
+            ckpt.restore_best_model(self.model, output_path(self.out_dir, "model"), self.device)
+        metrics = final_metrics(self.loop, stop, self.epochs_done, count_parameters(self.model))
         if not self.dist.is_main:  # DDP: rank 0 writes and tracks the result (see pipeline.training.distributed)
-            return FitResult(self._final_metrics(stop), stop, self.out_dir, None)
-        # The run's result is the best model by validation loss, not the last step.
-        ckpt.restore_best_model(self.model, output_path(self.out_dir, "model"), self.device)
-        metrics = self._final_metrics(stop)
+            return FitResult(metrics, stop, self.out_dir, None)
         clip = self.settings.clip_threshold if self.settings.clip == "norm" else None
         files = write_outputs(self.out_dir, metrics, self.loop.epochs, self.loop.intervals, clip)
         self.reporter.log_result(files, self.model, stop)
@@ -292,9 +292,6 @@ class Trainer:
         if self.settings.time_budget_s:
             done = max(done, self._train_seconds() / self.settings.time_budget_s)
         return done
-
-    def _final_metrics(self, stop: str) -> dict[str, Any]:
-        return final_metrics(self.loop, stop, self.epochs_done, count_parameters(self.model))
 
     @property
     def epochs_done(self) -> float:
