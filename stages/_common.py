@@ -64,6 +64,12 @@ def stage_main(argv: Sequence[str] | None, doc: str | None, module: str, run: Ca
     return run_main(lambda: run(**args))
 
 
+def print_summary(stage: str, lines: dict[str, str]) -> None:
+    """The lines a stage ends with: one ``<stage>: <name>: <text>`` per model, variant or corpus."""
+    for name, text in lines.items():
+        print(f"{stage}: {name}: {text}")
+
+
 def run_main(body: Callable[[], int | None]) -> int:
     """Run a stage's ``body`` with the error, signal and orphan handling described in the module docstring."""
     restore = _install_signal_handlers()

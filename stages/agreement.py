@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import option, stage_main
+from stages._common import option, print_summary, stage_main
 
 
 def run(params_path: str, out: str) -> int:
@@ -25,9 +25,9 @@ def run(params_path: str, out: str) -> int:
     with TaskRuns(cur.tracking, "agreement", device=device) as runs:
         result = run_agreement(cur.agreement, runs, device)
         runs.log_artifacts(write_agreement(Path(out), result))
-    for cell, m in result.metrics.items():
-        print(f"agreement: {cell}: longest distance learnt {m['longest_learnt']}, mean accuracy "
-              f"{m['accuracy_mean']:.1%} ({m['train_seconds']:.0f} s)")
+    print_summary("agreement", {cell: f"longest distance learnt {m['longest_learnt']}, mean accuracy "
+                                      f"{m['accuracy_mean']:.1%} ({m['train_seconds']:.0f} s)"
+                                for cell, m in result.metrics.items()})
     return 0
 
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import option, stage_main
+from stages._common import option, print_summary, stage_main
 
 
 def run(params_path: str, data: str, out: str) -> int:
@@ -34,9 +34,8 @@ def run(params_path: str, data: str, out: str) -> int:
         result = run_depth(cfg, settings, len(vocab), splits["train"], splits["val"], Path(out) / "runs", runs.open,
                            char_level=vocab.meta.get("level") == "char")  # fit() ends each run; the block guards
     write_depth(Path(out), result)
-    for name, m in result.metrics.items():
-        print(f"depth: {name}: val loss {m['val_loss']:.4f} after {m['steps']} steps, {m['parameters']:,} parameters, "
-              f"{m['train_seconds']:.1f} s")
+    print_summary("depth", {name: f"val loss {m['val_loss']:.4f} after {m['steps']} steps, {m['parameters']:,} "
+                                  f"parameters, {m['train_seconds']:.1f} s" for name, m in result.metrics.items()})
     return 0
 
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import option, stage_main
+from stages._common import option, print_summary, stage_main
 
 
 def run(params_path: str, data: str, models: str, out: str) -> int:
@@ -33,9 +33,9 @@ def run(params_path: str, data: str, models: str, out: str) -> int:
         files = write_probe(Path(out), probe, clipping, clip_threshold(params.train, cfg.dataset, cfg.clipped))
         tracker.log_metrics(numbers(summary(probe, clipping)), step=0)
         runs.log_artifacts(files)
-    for name, m in probe.metrics.items():
-        print(f"probe: {name}: gradient norm {m['grad_norm_d0']:.3g} at distance 0, {m['grad_norm_far']:.3g} at "
-              f"{cfg.window - 1} ({m['log10_decay_per_step']:+.3f} decades per step)")
+    print_summary("probe", {name: f"gradient norm {m['grad_norm_d0']:.3g} at distance 0, {m['grad_norm_far']:.3g} at "
+                                  f"{cfg.window - 1} ({m['log10_decay_per_step']:+.3f} decades per step)"
+                            for name, m in probe.metrics.items()})
     return 0
 
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import option, stage_main
+from stages._common import option, print_summary, stage_main
 
 
 def run(params_path: str, data: str, out: str) -> int:
@@ -30,9 +30,9 @@ def run(params_path: str, data: str, out: str) -> int:
     with TaskRuns(cur.tracking, "tagging", data_files=[data_dir / "vocab.json", *files.values()], device=device) as runs:
         result = run_tagging(cur.tagging, vocab, {s: read_tokens(p) for s, p in files.items()}, runs, device)
         runs.log_artifacts(write_tagging(Path(out), result))
-    for direction, m in result.metrics.items():
-        print(f"tagging: {direction}: test F1 {m['test_f1']:.3f}, tag perplexity {m['test_tag_perplexity']:.3f} "
-              f"({m['parameters']:,} parameters, {m['train_seconds']:.0f} s)")
+    print_summary("tagging", {direction: f"test F1 {m['test_f1']:.3f}, tag perplexity {m['test_tag_perplexity']:.3f} "
+                                         f"({m['parameters']:,} parameters, {m['train_seconds']:.0f} s)"
+                              for direction, m in result.metrics.items()})
     return 0
 
 
