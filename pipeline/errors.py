@@ -11,6 +11,13 @@ class UserError(Exception):
     """A problem the user can fix (bad params, bad input file, no network, ...)."""
 
 
+def first_line(error: BaseException) -> str:
+    """What an error says in one line: an OS error's own words (``strerror``), else the first non-empty line of
+    its message, else its type name."""
+    text = getattr(error, "strerror", None) or next((line for line in str(error).splitlines() if line.strip()), "")
+    return text.strip() or type(error).__name__
+
+
 class SeqlabWarning(UserWarning):
     """Something the user should know that does not stop the stage (entry points print it as one line)."""
 

@@ -178,3 +178,16 @@ def test_reopened_runs_keep_their_status_by_mode(mlflow_uri):
     twice.finish("FAILED", "first")
     twice.finish("FINISHED")  # the first end wins
     assert client.get_run(twice.run_id).info.status == "FAILED"
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (None, ("FINISHED", None)),
+    (KeyboardInterrupt(), ("KILLED", "interrupted")),
+    (ValueError("bad value\nsecond line"), ("FAILED", "ValueError: bad value")),
+    (ValueError(), ("FAILED", "ValueError")),
+    (OSError(28, "No space left on device", "model.pt"), ("FAILED", "OSError: No space left on device")),
+])
+def test_a_run_ends_with_a_status_and_a_one_line_reason(error, expected):
+    from pipeline.tracking.lifecycle import end_status
+
+    assert end_status(error) == expected

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from pipeline.config import ConfigError, ModelConfig, parse_dataclass, to_plain
-from pipeline.errors import UserError
+from pipeline.errors import UserError, first_line
 from pipeline.files import atomic_path
 from pipeline.models.language_model import SequenceModel
 from pipeline.models.registry import build_model
@@ -83,7 +83,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())  # the rename must not land before the data (power loss, kill -9 of the VM)
     except (OSError, RuntimeError) as e:  # torch's writer reports a full disk as RuntimeError
-        reason = (getattr(e, "strerror", None) or str(e).splitlines()[0] if str(e) else type(e).__name__)[:200]
+        reason = first_line(e)[:200]
         raise CheckpointError(f"{path}: could not write the checkpoint ({reason}); the previous file, if any, is "
                               f"unchanged: free disk space (or raise the file size limit) and rerun") from e
 
@@ -99,7 +99,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a bad file
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = first_line(e)
         raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:200]}); delete it and retrain") from e
     if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED_KEYS):
         raise CheckpointError(f"{path}: not a seqlab checkpoint (expected keys: {', '.join(REQUIRED_KEYS)})")

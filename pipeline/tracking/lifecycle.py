@@ -21,7 +21,7 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 
-from pipeline.errors import SeqlabWarning
+from pipeline.errors import SeqlabWarning, first_line
 from pipeline.tracking import Tracker
 
 __all__ = ["end_run", "end_status", "tracked_run"]
@@ -33,8 +33,8 @@ def end_status(error: BaseException | None) -> tuple[str, str | None]:
         return "FINISHED", None
     if isinstance(error, KeyboardInterrupt):
         return "KILLED", str(error) or "interrupted"
-    first = (str(error).splitlines() or [""])[0].strip()
-    return "FAILED", f"{type(error).__name__}: {first}"[:500] if first else type(error).__name__
+    kind, text = type(error).__name__, first_line(error)
+    return "FAILED", (text if text == kind else f"{kind}: {text}")[:500]
 
 
 def end_run(tracker: Tracker, error: BaseException | None = None) -> None:
@@ -47,7 +47,7 @@ def end_run(tracker: Tracker, error: BaseException | None = None) -> None:
     try:
         tracker.finish(status, reason)
     except Exception as e:  # never hide the original error behind a tracking one
-        warnings.warn(f"could not mark the tracking run {status}: {(str(e).splitlines() or [''])[0]}",
+        warnings.warn(f"could not mark the tracking run {status}: {first_line(e)}",
                       SeqlabWarning, stacklevel=2)
 
 

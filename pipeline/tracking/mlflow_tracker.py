@@ -97,8 +97,8 @@ class MlflowTracker:
         uri = tracking_uri or default_tracking_uri()
         client = open_client(uri)
         run = call_store(uri, lambda: client.get_run(run_id))
-        close_orphans(client, uri, run.info.experiment_id)
-        prior = call_store(uri, lambda: client.get_run(run_id)).info.status
+        closed = close_orphans(client, uri, run.info.experiment_id)  # this very run, if its process was killed
+        prior = "KILLED" if run_id in closed else run.info.status
         if mode == "continue":
             call_store(uri, lambda: client.log_batch(run_id, tags=[RunTag(k, v) for k, v in process_tags().items()]))
             call_store(uri, lambda: client.update_run(run_id, status="RUNNING"))
@@ -262,8 +262,8 @@ def close_orphans(client: MlflowClient, uri: str, experiment_id: str) -> list[st
     :func:`pipeline.tracking.tags.process_gone`: only this machine's runs can be checked); one warning line
     each.  Returns their run ids."""
     runs = call_store(uri, lambda: client.search_runs(
-        [experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{process_tags()[HOST_TAG]}'",
-        max_results=1000))
+        [experiment_id], max_results=1000,
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{process_tags()[HOST_TAG]}'"))
     closed = []
     for run in runs:
         if not process_gone(run.data.tags):

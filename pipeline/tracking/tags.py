@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+
+from pipeline.process import boot_id, start_ticks
 
 
 def git_state(root: str | Path = ".") -> tuple[str, bool]:
@@ -66,11 +69,9 @@ PID_TAG, HOST_TAG, BOOT_TAG, START_TAG = "seqlab.pid", "seqlab.host", "seqlab.bo
 
 def process_tags(pid: int | None = None) -> dict[str, str]:
     """The tags naming this process (or ``pid``): process id, host name, boot id and the process start time."""
-    import socket
-
     pid = pid or os.getpid()
-    return {PID_TAG: str(pid), HOST_TAG: socket.gethostname(), BOOT_TAG: _boot_id(),
-            START_TAG: _start_ticks(pid) or "unknown"}
+    return {PID_TAG: str(pid), HOST_TAG: socket.gethostname(), BOOT_TAG: boot_id(),
+            START_TAG: start_ticks(pid) or "unknown"}
 
 
 def process_gone(tags: dict[str, str]) -> bool:
@@ -79,38 +80,9 @@ def process_gone(tags: dict[str, str]) -> bool:
     Only a process of this very machine and boot can be checked (same host name and boot id); anything
     else counts as alive.  A reused process id is told apart by the process start time.
     """
-    if PID_TAG not in tags or tags.get(HOST_TAG) != process_tags()[HOST_TAG] or tags.get(BOOT_TAG) != _boot_id():
+    if PID_TAG not in tags or tags.get(HOST_TAG) != socket.gethostname() or tags.get(BOOT_TAG) != boot_id():
         return False
-    try:
-        pid = int(tags[PID_TAG])
-    except ValueError:
+    if not tags[PID_TAG].isdigit() or int(tags[PID_TAG]) == os.getpid() or not Path("/proc").is_dir():
         return False
-    if pid == os.getpid():
-        return False
-    start = _start_ticks(pid)
-    if start is None:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    recorded = tags.get(START_TAG, "unknown")
-    return recorded != "unknown" and recorded != start
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return "unknown"
-
-
-def _start_ticks(pid: int) -> str | None:
-    """The process start time in clock ticks since boot (``/proc/<pid>/stat`` field 22); None if unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    start = start_ticks(int(tags[PID_TAG]))
+    return start is None or tags.get(START_TAG, "unknown") not in ("unknown", start)

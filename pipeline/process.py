@@ -1,0 +1,140 @@
+"""The process a stage runs in: how it stops on signals, notices its starter dying, and is recognised later.
+
+Signals: SIGTERM and SIGHUP (``docker stop``, Slurm, CI cancellation, ``timeout``, a closed terminal) raise
+:class:`pipeline.errors.Terminated` in the main thread, a :class:`KeyboardInterrupt`, so they take Ctrl-C's
+path: the last checkpoint is kept and the tracking run is marked KILLED.  A second signal while the first is
+being handled stops the process at once.  A forked worker (a multiprocessing pool) that inherited the handler
+takes the default action instead, so terminating a pool prints nothing.
+
+Orphans: :func:`watch_starter` watches the process that started this one; when it is gone (``dvc repro`` itself
+was terminated), this process gets SIGTERM instead of training on and writing outputs nobody waits for.
+Intermediate shells (DVC may run each ``cmd`` through one) are looked through: what is watched is the nearest
+ancestor that is not a shell.
+
+Identity: :func:`start_ticks` and :func:`boot_id` tell a live process from a dead one or a reused process id
+(the tracking tags of :mod:`pipeline.tracking.tags` use them).  Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.errors import Terminated
+
+#: Seconds between two looks at the starter process.
+PARENT_POLL_SECONDS = 0.5
+_SHELLS = {"sh", "dash", "bash", "zsh", "ksh", "fish", "busybox"}
+
+
+def install_stop_signals() -> Callable[[], None]:
+    """SIGTERM/SIGHUP raise :class:`Terminated` in the main thread, SIGINT :class:`KeyboardInterrupt`; a second
+    signal exits at once.  Returns the function that puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    handled = (signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.getsignal(signum) for signum in (*handled, signal.SIGINT)}
+    state = {"stopping": False}
+    owner = os.getpid()
+
+    def on_signal(signum, frame) -> None:
+        if os.getpid() != owner:  # a forked worker (a multiprocessing pool) inherited the handler: act as default
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        name = signal.Signals(signum).name
+        if state["stopping"]:  # already cleaning up after a signal: the user insists
+            print(f"seqlab: {name} again: stopping now", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        state["stopping"] = True
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum, name)
+
+    for signum in (*handled, signal.SIGINT):
+        if signum == signal.SIGINT and previous[signum] is signal.SIG_IGN:
+            continue  # started in the background with SIGINT ignored: keep it so
+        signal.signal(signum, on_signal)
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+
+    return restore
+
+
+# ---------------------------------------------------------------------------------------------- orphans
+
+
+def watch_starter() -> Callable[[], None]:
+    """Start a daemon thread that sends this process SIGTERM once its starter (see the module docstring) is
+    gone; returns the function that stops the watch."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread() or not Path("/proc").is_dir():
+        return stop.set
+    chain = _starter_chain(os.getpid())
+    me = os.getpid()
+
+    def watch() -> None:
+        while not stop.wait(PARENT_POLL_SECONDS):
+            if os.getpid() != me:  # a forked child watches nothing
+                return
+            if any(start_ticks(pid) != ticks for pid, ticks in chain):
+                if not stop.is_set():
+                    os.kill(me, signal.SIGTERM)
+                return
+
+    if chain:
+        threading.Thread(target=watch, name="seqlab-parent-watch", daemon=True).start()
+    return stop.set
+
+
+def _starter_chain(pid: int) -> list[tuple[int, str | None]]:
+    """(pid, start time) of the ancestors up to and including the nearest one that is not a shell."""
+    chain = []
+    parent = _parent(pid)
+    while parent and parent > 1:
+        chain.append((parent, start_ticks(parent)))
+        if _comm(parent) not in _SHELLS:
+            break
+        parent = _parent(parent)
+    return chain
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _parent(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def start_ticks(pid: int) -> str | None:
+    """The start time of a live process in clock ticks since boot (``/proc/<pid>/stat`` field 22); None once
+    it has ended (zombies included) or where there is no ``/proc``."""
+    fields = _stat_fields(pid)
+    return fields[19] if fields and fields[0] not in ("Z", "X") else None
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def boot_id() -> str:
+    """This machine's boot id (a new one after every reboot); "unknown" where there is no ``/proc``."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
