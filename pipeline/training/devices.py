@@ -9,9 +9,11 @@ unlike fp16 it needs no loss scaling and cannot overflow in the long products of
 trains an LSTM 1.2-1.7x faster (BENCHMARKS.md, "Quality within a CPU budget").
 
 On a small CPU, one thread is often faster than two for a small recurrent step (thread wake-up costs more
-than the arithmetic), and two threads collapse when another process shares the cores.  ``threads: 0``
-therefore times a few real training steps of the run's own model at each candidate count and keeps the
-fastest (see BENCHMARKS.md for the measurements that motivated it).
+than the arithmetic), a large step runs 1.6-1.9x faster on two, and two threads collapse when another process
+shares the cores.  ``threads: 0`` therefore decides from the size of the run's recurrent step
+(:func:`thread_plan`): every core for large steps, one thread for tiny ones, and in between it times a few real
+training steps of the run's own model at each candidate count and keeps the fastest (see BENCHMARKS.md for
+the measurements behind the thresholds).
 """
 
 from __future__ import annotations
@@ -98,9 +100,56 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+#: Gates of torch's fused recurrent modules: one time step is a (batch x hidden) @ (hidden x gates*hidden) GEMM.
+GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+#: Recurrent work per time step (MFLOP, forward, :func:`recurrent_step_flops`) from which every core is used
+#: without probing, and below which one thread is, without probing.  Measured with bench/bench_threads.py on
+#: 2 cores (BENCHMARKS.md): a 1x256 LSTM at batch 32 (21 MFLOP) runs 1.9x faster on two threads, a 1x384 at
+#: batch 32 (44 MFLOP) 1.6-1.8x; a 1x256 GRU or LSTM at batch 8 (4-5 MFLOP) 0.7x.
+ALL_CORES_MFLOP = 12.0
+ONE_THREAD_MFLOP = 3.0
+
+
+def recurrent_step_flops(model: nn.Module, batch_size: int) -> float:
+    """Forward FLOPs of the recurrent GEMMs of one time step of ``model`` for ``batch_size`` rows (all layers
+    and directions): the sequential part of a training step, which sets how much a second thread can share.
+    Hand-written cells (a Python loop per step) count as 0: their steps are too small to share."""
+    flops = 0.0
+    for module in model.modules():
+        if isinstance(module, nn.RNNBase):
+            directions = 2 if module.bidirectional else 1
+            gates = GATES.get(module.mode, 4)
+            for layer in range(module.num_layers):
+                inputs = module.input_size if layer == 0 else module.hidden_size * directions
+                flops += 2.0 * batch_size * gates * module.hidden_size * (inputs + module.hidden_size) * directions
+    return flops
+
+
+def thread_plan(model: nn.Module, batch_size: int, cpus: int | None = None) -> int | str:
+    """What ``threads: 0`` does on a CPU for ``model`` at ``batch_size``: a thread count, or "probe".
+
+    Large recurrent steps use every core, tiny ones one thread (thread wake-ups cost more than the arithmetic);
+    in between, short interleaved timings of the run's own step decide (:func:`choose_threads`).  A fixed
+    choice for the large and tiny shapes also keeps the decision away from a neighbour's burst of load at the
+    moment of the probe.  Where other jobs share the cores all the time, ``threads: 1`` is the safe setting:
+    two OpenMP threads that wait on each other at every step slow down far more than one thread does.
+    """
+    cpus = cpus or cpu_count()
+    if cpus == 1:
+        return 1
+    work = recurrent_step_flops(model, batch_size) / 1e6
+    if work >= ALL_CORES_MFLOP:
+        return cpus
+    if work < ONE_THREAD_MFLOP:
+        return 1
+    return "probe"
+
+
 def choose_threads(requested: int, device: torch.device,
-                   make_probe: Callable[[], Callable[[int], float]] | None = None, rounds: int = 3) -> int:
-    """Set and return the intra-op thread count: ``requested`` if > 0, else the fastest by ``probe``.
+                   make_probe: Callable[[], Callable[[int], float]] | None = None, rounds: int = 3,
+                   plan: int | str = "probe") -> int:
+    """Set and return the intra-op thread count: ``requested`` if > 0, else ``plan`` (:func:`thread_plan`)
+    when it is a count, else the fastest by ``probe``.
 
     ``make_probe()`` returns ``probe(steps)``, which runs ``steps`` training steps and returns seconds per step
     at the current thread count.
@@ -111,7 +160,11 @@ def choose_threads(requested: int, device: torch.device,
     """
     if requested > 0:
         return set_threads(requested)
-    if device.type != "cpu" or make_probe is None:
+    if device.type != "cpu":
+        return set_threads(None)
+    if isinstance(plan, int):
+        return set_threads(plan)
+    if make_probe is None:
         return set_threads(None)
     candidates = sorted({1, min(2, cpu_count()), cpu_count()})
     if len(candidates) == 1:

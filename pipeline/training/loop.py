@@ -49,7 +49,7 @@ from pipeline.tracking.lifecycle import end_run
 from pipeline.training import checkpoints as ckpt
 from pipeline.training import distributed
 from pipeline.training.batching import DataTooSmallError, TrainBatches
-from pipeline.training.devices import autocast, autocast_dtype, choose_threads, step_timer
+from pipeline.training.devices import autocast, autocast_dtype, choose_threads, step_timer, thread_plan
 from pipeline.training.history import final_metrics, record_interval, record_validation
 from pipeline.training.meter import StepMeter
 from pipeline.training.optim import build_optimizer, build_scheduler, current_lr
@@ -129,7 +129,8 @@ class Trainer:
         tracker = tracker if tracker is not None else NullTracker()
         rng = self._rng
         if not rng:
-            self.loop.threads = choose_threads(self.settings.threads, self.device, self._probe)
+            self.loop.threads = choose_threads(self.settings.threads, self.device, self._probe,
+                                               plan=thread_plan(self.model, self.settings.batch_size))
         else:
             choose_threads(self.loop.threads, self.device)
         self.loop.run_id = tracker.run_id

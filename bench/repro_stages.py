@@ -1,0 +1,133 @@
+"""Where `make repro` spends its time: a per-stage wall-time table taken from DVC's own run.
+
+Clones the repository's HEAD into a scratch folder (a fresh clone, as a new user has it), runs the
+README's pipeline command there (``make repro``: virtual environment, install, ``dvc repro``), and stamps
+every line DVC prints with the time it arrived.  A stage's wall time runs from its ``Running stage '...'``
+line to the next stage's (or to the end); the time before the first stage is the set-up (venv and install).
+For every training stage the ``train_seconds`` of its ``metrics.json`` splits the wall time into training
+and everything else (start-up, thread probe, validation, checkpoints, tracking, model logging).
+
+    python bench/repro_stages.py                        # fresh clone of HEAD, make repro, table
+    python bench/repro_stages.py --venv .venv           # reuse an installed venv: dvc repro only
+    python bench/repro_stages.py --env ONEDNN_MAX_CPU_ISA=AVX2 --json out.json
+
+``--env`` passes settings to every stage, for example the oneDNN/MKL/ATen ISA caps that make an
+AVX-512 machine compute like an AVX2-only one.  The machine is shared: the script prints the load average
+at the start and at the end; run it on quiet cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNING = re.compile(r"Running stage '([^']+)'")
+# The settings that make oneDNN, MKL and ATen use only AVX2 (an AVX2-only CPU, as far as the kernels go).
+AVX2 = ("ONEDNN_MAX_CPU_ISA=AVX2", "MKL_ENABLE_INSTRUCTIONS=AVX2", "ATEN_CPU_CAPABILITY=avx2")
+
+
+def timeline(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[list[tuple[float, str]], float, int]:
+    """Run ``cmd``; return (seconds since start, stage name) per stage start, total seconds, exit code."""
+    starts: list[tuple[float, str]] = []
+    start = time.perf_counter()
+    with log.open("w") as out, subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                                stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            now = time.perf_counter() - start
+            out.write(f"{now:9.2f} {line}")
+            match = RUNNING.search(line)
+            if match:
+                starts.append((now, match.group(1)))
+                print(f"{now:7.1f} s  {match.group(1)}", flush=True)
+        code = proc.wait()
+    return starts, time.perf_counter() - start, code
+
+
+def train_seconds(workdir: Path, stage: str) -> float | None:
+    """``train_seconds`` of a training stage's metrics.json, read from dvc.yaml's rendering of the stage."""
+    if not stage.startswith("train@"):
+        return None
+    import yaml
+
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    run = params["train"]["runs"].get(stage.split("@", 1)[1])
+    if run is None:
+        return None
+    metrics = workdir / "models" / run["dataset"] / run["variant"] / "metrics.json"
+    return json.loads(metrics.read_text()).get("train_seconds") if metrics.exists() else None
+
+
+def table(starts: list[tuple[float, str]], total: float, workdir: Path) -> list[dict]:
+    rows = [{"stage": "(set-up: venv, install, dvc start)", "seconds": starts[0][0] if starts else total}]
+    for i, (t, name) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else total
+        rows.append({"stage": name, "seconds": end - t, "train_seconds": train_seconds(workdir, name)})
+    return rows
+
+
+def markdown(rows: list[dict], total: float) -> str:
+    lines = ["| stage | wall s | training s | other s |", "|---|---|---|---|"]
+    trained = other = 0.0
+    for r in sorted(rows, key=lambda r: -r["seconds"]):
+        ts = r.get("train_seconds")
+        rest = r["seconds"] - ts if ts is not None else None
+        if ts is not None:
+            trained += ts
+        other += rest if rest is not None else (r["seconds"] if not r["stage"].startswith("(") else 0.0)
+        lines.append(f"| {r['stage']} | {r['seconds']:.1f} | {'' if ts is None else f'{ts:.1f}'} | "
+                     f"{'' if rest is None else f'{rest:.1f}'} |")
+    stages = [r for r in rows if not r["stage"].startswith("(")]
+    lines.append(f"| **all {len(stages)} stages + set-up** | **{total:.1f}** | **{trained:.1f}** | "
+                 f"{other:.1f} outside training, set-up excluded |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, help="clone into this folder (default: a new temporary folder)")
+    parser.add_argument("--venv", type=Path, help="reuse this installed venv and run `dvc repro` only")
+    parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE settings for the run")
+    parser.add_argument("--avx2", action="store_true", help=f"cap the kernels at AVX2: {' '.join(AVX2)}")
+    parser.add_argument("--json", type=Path, help="write the rows here too")
+    args = parser.parse_args(argv)
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seqlab-repro-")) / "seqlab"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(workdir)], check=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for item in [*args.env, *(AVX2 if args.avx2 else ())]:
+        name, _, value = item.partition("=")
+        env[name] = value
+    if args.venv:
+        venv = args.venv.resolve()
+        env["PATH"] = f"{venv / 'bin'}:{env['PATH']}"
+        cmd = [str(venv / "bin" / "dvc"), "repro"]
+    else:
+        cmd = ["make", "repro"]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=workdir, capture_output=True, text=True)
+    print(f"{' '.join(cmd)} in {workdir} (commit {head.stdout.strip()}, load {os.getloadavg()[0]:.2f}, "
+          f"settings: {' '.join(a for a in [*args.env, *(AVX2 if args.avx2 else ())]) or 'none'})", flush=True)
+    log = workdir.parent / "repro.log"
+    starts, total, code = timeline(cmd, workdir, env, log)
+    rows = table(starts, total, workdir)
+    print(markdown(rows, total))
+    print(f"exit {code}, {total:.0f} s = {total // 60:.0f} min {total % 60:.0f} s; "
+          f"load at the end {os.getloadavg()[0]:.2f}; log: {log}")
+    if args.json:
+        args.json.write_text(json.dumps({"total_s": total, "exit": code, "rows": rows}, indent=1))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
