@@ -98,3 +98,38 @@ def test_stream_batches_report_length_and_carry_state():
 def test_too_little_data_is_a_clear_error():
     with pytest.raises(DataTooSmallError, match="batch_size"):
         TrainBatches(_ids(10), "stream", batch_size=8, bptt=4)
+
+
+def test_windows_batches_are_random_offsets_with_next_and_previous_tokens_and_no_carried_state():
+    ids = _ids(500)
+    batches = TrainBatches(ids, "windows", batch_size=4, bptt=16, seed=7)
+    assert not batches.carries_state
+    assert len(batches) == 501 // (4 * 16) and batches.tokens_per_epoch() == len(batches) * 4 * 16
+    flat = np.concatenate([[EOS], ids]).tolist()
+    starts = set()
+    for batch in batches.epoch(0):
+        assert batch.inputs.shape == (4, 16) and batch.lengths is None
+        for row, target, prev in zip(batch.inputs.tolist(), batch.targets.tolist(), batch.prev_targets.tolist()):
+            at = next(i for i in range(len(flat) - 16) if flat[i : i + 16] == row)
+            assert target == flat[at + 1 : at + 17]
+            assert prev == ([PAD] + flat[:15] if at == 0 else flat[at - 1 : at + 15])
+            starts.add(at)
+    assert len(starts) > 20  # offsets spread over the split, not one stream walked in order
+
+
+def test_windows_epochs_are_seeded_by_epoch_and_resume_at_any_position():
+    ids = _ids(2000)
+    batches = TrainBatches(ids, "windows", batch_size=3, bptt=10, seed=1)
+    first, again = list(batches.epoch(2)), list(TrainBatches(ids, "windows", 3, 10, seed=1).epoch(2))
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(first, again))
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(first[5:], batches.epoch(2, start=5)))
+    assert not torch.equal(first[0].inputs, next(batches.epoch(3)).inputs)
+    # Data-parallel ranks take disjoint rows of the same global batch.
+    ranks = [next(TrainBatches(ids, "windows", 4, 10, seed=1, rank=r, world_size=2).epoch(0)) for r in (0, 1)]
+    whole = next(TrainBatches(ids, "windows", 4, 10, seed=1).epoch(0))
+    assert torch.equal(torch.cat([r.inputs for r in ranks]), whole.inputs)
+
+
+def test_windows_need_one_window_of_data():
+    with pytest.raises(DataTooSmallError, match="bptt 16"):
+        TrainBatches(_ids(10), "windows", batch_size=2, bptt=16)

@@ -203,3 +203,22 @@ def test_a_thread_plan_count_is_set_without_probing():
                                       plan="probe") == 2
     finally:
         torch.set_num_threads(original)
+
+
+def test_windows_scoring_restarts_the_state_in_every_window():
+    torch.manual_seed(0)
+    model = tiny_model(30).eval()
+    ids = np.random.default_rng(0).integers(3, 30, 200)
+    windows = evaluate_split(model, ids, mode="windows", batch_size=1, bptt=20)
+    stream = evaluate_split(model, ids, mode="stream", batch_size=1, bptt=20)
+    flat = np.concatenate([[2], ids])
+    total = 0.0
+    for start in range(0, len(ids), 20):  # each window scored alone from a zero state
+        piece = flat[start : start + 21]
+        inputs, targets = torch.as_tensor(piece[:-1])[None], torch.as_tensor(piece[1:])[None]
+        with torch.no_grad():
+            logits, _ = model(inputs)
+        total += F.cross_entropy(logits[0], targets[0], reduction="sum").item()
+    assert windows["tokens"] == stream["tokens"] == len(ids)
+    assert windows["loss"] == pytest.approx(total / len(ids), rel=1e-5)
+    assert windows["loss"] != pytest.approx(stream["loss"], rel=1e-6)

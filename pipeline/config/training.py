@@ -105,7 +105,7 @@ class TrainSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    batching: Literal["stream", "records"] = "stream"
+    batching: Literal["stream", "records", "windows"] = "stream"
     batch_size: int = 32
     bptt: int = 64  # stream: tokens per truncated-BPTT window; records: longer records are cut to this
     epochs: int = 10

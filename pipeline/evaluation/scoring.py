@@ -28,7 +28,8 @@ class WindowsTooLongError(UserError, ValueError):
 @torch.no_grad()
 def evaluate_split(model: nn.Module, ids: np.ndarray, *, mode: str = "stream", batch_size: int = 1,
                    bptt: int = 256, device: str | torch.device = "cpu", pad_id: int = PAD_ID) -> dict[str, float]:
-    """Score a whole split; ``mode`` is ``stream`` (state carried across windows) or ``records``.
+    """Score a whole split; ``mode`` is ``stream`` (state carried across windows of ``bptt``), ``windows``
+    (consecutive windows of ``bptt``, each from a zero state, as a ``windows``-trained model is used) or ``records``.
 
     Returns ``loss`` (mean NLL per predicted token, nats), ``perplexity``, ``bits_per_token``, ``tokens``,
     and the same per direction (``forward_loss``, ``backward_perplexity``, ...) for bidirectional models.
@@ -38,20 +39,20 @@ def evaluate_split(model: nn.Module, ids: np.ndarray, *, mode: str = "stream", b
     model.eval()
     try:
         batches = _eval_batches(ids, mode, batch_size, bptt, pad_id)
-        sums, counts = _accumulate(model, batches, device, pad_id, carry=mode == "stream")
+        sums, counts = _accumulate(model, batches, device, pad_id, carry=mode == "stream")  # windows: no carry
     finally:
         model.train(was_training)
     return summarize(sums.tolist(), counts.tolist(), directions(model))
 
 
 def _eval_batches(ids: np.ndarray, mode: str, batch_size: int, bptt: int, pad_id: int):
-    if mode == "stream":
+    if mode in ("stream", "windows"):
         batch_size = max(1, min(batch_size, len(ids) // max(bptt, 1)))  # no all-padding streams on a short split
         return stream_windows(to_streams(ids, batch_size, pad_tail=True, pad_id=pad_id), bptt, pad_id=pad_id)
     if mode == "records":
         records = split_records(ids)
         return (record_batch(records[i : i + batch_size], bptt, pad_id) for i in range(0, len(records), batch_size))
-    raise ValueError(f"evaluation mode {mode!r} is not valid (choose stream or records)")
+    raise ValueError(f"evaluation mode {mode!r} is not valid (choose stream, windows or records)")
 
 
 def _accumulate(model: nn.Module, batches, device, pad_id: int, carry: bool) -> tuple[Tensor, Tensor]:
