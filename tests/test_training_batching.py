@@ -109,7 +109,8 @@ def test_windows_batches_are_random_offsets_with_next_and_previous_tokens_and_no
     starts = set()
     for batch in batches.epoch(0):
         assert batch.inputs.shape == (4, 16) and batch.lengths is None
-        for row, target, prev in zip(batch.inputs.tolist(), batch.targets.tolist(), batch.prev_targets.tolist()):
+        for row, target, prev in zip(batch.inputs.tolist(), batch.targets.tolist(), batch.prev_targets.tolist(),
+                                     strict=True):
             at = next(i for i in range(len(flat) - 16) if flat[i : i + 16] == row)
             assert target == flat[at + 1 : at + 17]
             assert prev == ([PAD] + flat[:15] if at == 0 else flat[at - 1 : at + 15])
@@ -121,8 +122,8 @@ def test_windows_epochs_are_seeded_by_epoch_and_resume_at_any_position():
     ids = _ids(2000)
     batches = TrainBatches(ids, "windows", batch_size=3, bptt=10, seed=1)
     first, again = list(batches.epoch(2)), list(TrainBatches(ids, "windows", 3, 10, seed=1).epoch(2))
-    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(first, again))
-    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(first[5:], batches.epoch(2, start=5)))
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(first, again, strict=True))
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(first[5:], batches.epoch(2, start=5), strict=True))
     assert not torch.equal(first[0].inputs, next(batches.epoch(3)).inputs)
     # Data-parallel ranks take disjoint rows of the same global batch.
     ranks = [next(TrainBatches(ids, "windows", 4, 10, seed=1, rank=r, world_size=2).epoch(0)) for r in (0, 1)]
