@@ -205,6 +205,30 @@ def test_piano_roll_from_a_midi_file_and_tokens_need_their_vocabulary(tmp_path):
         render_piano_roll(["60_4"], None, tmp_path / "t.png")
 
 
+@pytest.mark.parametrize("quarters, pitches", [(1, (0, 1)), (64, (60, 72)), (1000, (21, 108)), (40, (120, 127))])
+def test_piano_roll_fixed_margins_keep_every_label_and_the_title_inside_the_picture(quarters, pitches):
+    """The margins are fixed (no layout engine): short, long, low and high pieces keep their texts whole."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from pipeline.midi.events import Note, Piece
+    from pipeline.midi.pianoroll import HEIGHT_IN, piano_roll_figure
+
+    notes = tuple(Note(i * quarters, (i + 1) * quarters, p, 80, 0, 0, 0) for i, p in enumerate(pitches))
+    fig = piano_roll_figure(Piece(notes, 1), "sample_00.mid")
+    FigureCanvasAgg(fig).draw()
+    width, height = fig.bbox.width, fig.bbox.height
+    assert (width, height) == (100 * min(20.0, 4.0 + len(pitches) * quarters / 8), 100 * HEIGHT_IN)
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    texts = [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels(), *ax.get_yticklabels()]
+    shown = [t for t in texts if t.get_visible() and t.get_text()]
+    assert len(shown) >= 5
+    for text in shown:
+        box = text.get_window_extent(renderer)
+        if ax.get_xlim()[0] <= text.get_position()[0] <= ax.get_xlim()[1] or text not in ax.get_xticklabels():
+            assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, text.get_text()
+
+
 def test_default_dataset_on_real_chorales_exported_in_the_test(tmp_path):
     """The repository's own params.yaml entry, on four Bach chorales exported from music21's corpus."""
     from pipeline.config import Music21Source, load_params
