@@ -34,6 +34,32 @@ def test_agreement_label_is_the_subjects_number_however_far_back():
         "the cats old dog -> were"
 
 
+def _examples_drawn_with_choice(distances, attractor_rate, rng):
+    """The agreement examples as first written, with ``rng.choice``: make_examples must draw exactly these."""
+    nouns = np.array([[agreement.ID[w] for w in agreement.SINGULAR], [agreement.ID[w] for w in agreement.PLURAL]])
+    fillers = np.array([agreement.ID[w] for w in agreement.FILLERS])
+    labels = rng.integers(0, 2, size=len(distances))
+    rows = []
+    for label, distance in zip(labels, distances, strict=True):
+        tail = rng.choice(fillers, size=int(distance))
+        attract = rng.random(int(distance)) < attractor_rate
+        tail[attract] = nouns[rng.integers(0, 2, attract.sum()), rng.integers(0, nouns.shape[1], attract.sum())]
+        rows.append(np.concatenate([[agreement.ID["the"], rng.choice(nouns[label])], tail]))
+    return rows, labels
+
+
+@pytest.mark.parametrize("seed", [0, 1337, [1337, 80, 0]])
+def test_agreement_examples_are_the_ones_rng_choice_draws(seed):
+    """Same rows, labels, dtype and generator state afterwards: the curriculum's figures do not move."""
+    ours, theirs = np.random.default_rng(seed), np.random.default_rng(seed)
+    for distances, rate in ((np.array([1, 5, 40, 80, 2]), 0.25), (np.full(7, 20), 0.0), (np.array([3] * 4), 1.0)):
+        rows, labels = agreement.make_examples(distances, rate, ours)
+        want_rows, want_labels = _examples_drawn_with_choice(distances, rate, theirs)
+        assert np.array_equal(labels, want_labels)
+        assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(rows, want_rows, strict=True))
+    assert ours.bit_generator.state == theirs.bit_generator.state
+
+
 def test_removing_spaces_tags_word_starts_and_restores_the_text():
     text = "the cat sat\non the mat"
     vocab = Vocabulary.build({c: 1 for c in text if c != "\n"})
