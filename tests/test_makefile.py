@@ -1,0 +1,35 @@
+"""The Makefile's set-up: make repro installs what the pipeline needs, the checks add the dev extra."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+
+
+def dry_run(target: str, venv) -> list[str]:
+    """The commands ``make <target>`` would run for a virtual environment not created yet."""
+    done = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60, check=True)
+    return done.stdout.splitlines()
+
+
+def test_repro_installs_seqlab_without_the_dev_extra(tmp_path):
+    lines = dry_run("repro", tmp_path / "venv")
+    installs = [line for line in lines if "pip install" in line]
+    assert any(line.endswith("-e .") for line in installs)
+    assert not any("[dev]" in line for line in lines)
+    assert lines[-1].endswith("dvc repro")
+
+
+@pytest.mark.parametrize("target", ["install", "lint"])
+def test_install_and_the_checks_add_the_dev_extra_after_the_runtime(tmp_path, target):
+    lines = dry_run(target, tmp_path / "venv")
+    runtime = next(i for i, line in enumerate(lines) if line.endswith("-e ."))
+    dev = next(i for i, line in enumerate(lines) if '-e ".[dev]"' in line)
+    assert runtime < dev
