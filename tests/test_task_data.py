@@ -168,3 +168,31 @@ def test_binary_scores_and_confusion():
     assert scores["f1"] == pytest.approx(2 / 3) and scores["accuracy"] == pytest.approx(3 / 5)
     assert metrics.confusion(np.array([0, 1, 1]), np.array([0, 0, 1]), 2).tolist() == [[1, 1], [0, 1]]
     assert metrics.perplexity(np.log(2) * 4, 4) == pytest.approx(2.0)
+
+
+def test_piano_roll_panels_draw_every_note_as_broken_barh_would(tmp_path):
+    """One collection per panel draws the very pixels of one ``broken_barh`` per note (the same rectangles, in
+    the same order), so the styles picture is unchanged."""
+    from matplotlib import image
+
+    from pipeline.tasks import plots
+
+    rolls = {"a": [(0, 4, 60), (4, 6, 64), (4, 10, 67), (6, 8, 60)], "b": [(0, 2, 50), (1, 3, 50), (3, 9, 70)],
+             "empty": []}
+
+    def per_note(rolls, path, title):  # the panels as first drawn: one broken_barh per note
+        fig, axes = plots._subplots(len(rolls), 1, figsize=(10, 2.4 * len(rolls)), squeeze=False)
+        for ax, (name, notes) in zip(axes[:, 0], rolls.items(), strict=True):
+            for start, end, pitch in notes:
+                ax.broken_barh([(start, end - start)], (pitch - 0.4, 0.8), color="C0")
+            ax.set(ylabel="MIDI pitch", title=f"{title}: {name}")
+            ax.grid(alpha=0.3)
+            if notes:
+                ax.set_ylim(min(n[2] for n in notes) - 2, max(n[2] for n in notes) + 2)
+                ax.set_xlim(0, max(n[1] for n in notes))
+        axes[-1, 0].set_xlabel("time (grid steps, 4 per quarter note)")
+        return plots._save(fig, path)
+
+    ours = image.imread(plots.plot_piano_rolls(rolls, tmp_path / "ours.png", "t"))
+    reference = image.imread(per_note(rolls, tmp_path / "reference.png", "t"))
+    assert ours.shape == reference.shape and (ours == reference).all()

@@ -128,10 +128,14 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: str | Path, 
 
 def plot_piano_rolls(rolls: dict[str, list[tuple[int, int, int]]], path: str | Path, title: str) -> Path:
     """One panel per style: notes (start, end, pitch) in grid steps as horizontal bars."""
+    from matplotlib.collections import PolyCollection
+
     fig, axes = _subplots(len(rolls), 1, figsize=(10, 2.4 * len(rolls)), squeeze=False)
     for ax, (name, notes) in zip(axes[:, 0], rolls.items(), strict=True):
-        for start, end, pitch in notes:
-            ax.broken_barh([(start, end - start)], (pitch - 0.4, 0.8), color="C0")
+        if notes:  # the rectangles ax.broken_barh draws, in the same order, as one collection (not one per note)
+            boxes = [[(start, pitch - 0.4), (start, pitch - 0.4 + 0.8), (end, pitch - 0.4 + 0.8), (end, pitch - 0.4)]
+                     for start, end, pitch in notes]
+            ax.add_collection(PolyCollection(np.array(boxes, dtype=float), color="C0"))
         ax.set(ylabel="MIDI pitch", title=f"{title}: {name}")
         ax.grid(alpha=0.3)
         if notes:
