@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import option, stage_main
+from stages._common import mlflow_store, option, stage_main
 
 
 def run(params_path: str, name: str, data: str, metrics: str, samples: str | None = None) -> int:
@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         option("--name", help="a dataset: a key of evaluate.baselines"),
         option("--data", help="data/tokens/<dataset>"),
         option("--metrics", help="metrics/<dataset>/ngram.json"),
-        option("--samples", default=None, help="samples/<dataset>/ngram: also sample the n-gram (evaluate.samples)"))
+        option("--samples", default=None, help="samples/<dataset>/ngram: also sample the n-gram (evaluate.samples)"),
+        tracking=lambda a: mlflow_store(a["params_path"]))
 
 
 if __name__ == "__main__":

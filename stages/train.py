@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import option, stage_main
+from stages._common import mlflow_store, option, stage_main
 
 RUN_FILE = "mlflow_run.json"
 
@@ -110,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         option("--resume", nargs="?", const=True, default=False, type=_auto, metavar="auto",
                help="continue from <out>/checkpoint.pt in the same run; stop (exit 2) if it was trained with "
                "other settings or data. --resume auto (what dvc.yaml runs): continue an unfinished run of "
-               "the same settings and data, else start fresh"))
+               "the same settings and data, else start fresh"),
+        tracking=lambda a: mlflow_store(a["params_path"], run=a["name"], models=True))
 
 
 if __name__ == "__main__":

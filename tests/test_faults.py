@@ -3,8 +3,9 @@ MLflow store see afterwards.
 
 For each case: the exit status; stderr is one ``seqlab: error:`` line and no traceback; no output is
 half-written; and the sqlite store holds no RUNNING run.  Signals: SIGTERM ends training with 143, its run
-KILLED and its checkpoint kept; a stage whose parent dies stops; a run whose process was killed with -9 is
-closed by the next stage that opens a run in its experiment.
+KILLED and its checkpoint kept; a stage whose parent dies stops; a run whose stage and tracking worker were
+both killed with -9 is closed by the next stage that opens a run in its experiment (a stage killed alone is
+tests/test_tracking_worker.py's).
 """
 
 from __future__ import annotations
@@ -73,10 +74,12 @@ def stage(root: Path, module: str, *args: str, preexec=None, timeout: float = 18
                           capture_output=True, text=True, timeout=timeout, preexec_fn=preexec)
 
 
-def start(root: Path, module: str, *args: str, wrapper: list[str] | None = None) -> subprocess.Popen:
+def start(root: Path, module: str, *args: str, wrapper: list[str] | None = None,
+          session: bool = False) -> subprocess.Popen:
+    """The stage as a child; ``session``: in a process group of its own (the stage and its tracking worker)."""
     command = [sys.executable, "-m", f"stages.{module}", *args]
     return subprocess.Popen([*(wrapper or []), *command], cwd=root, env=env_for(root), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=session)
 
 
 def train_args(run: str, out: str, *extra: str) -> list[str]:
@@ -279,7 +282,7 @@ def long_runs(workspace, tmp_path_factory) -> dict[str, tuple[subprocess.Popen, 
     """Three long trainings started together (they overlap their start-up), each stopped by its own test."""
     root = tmp_path_factory.mktemp("long")
     runs = {"sigterm": start(workspace, "train", *train_args("names-long", str(root / "sigterm"))),
-            "nine": start(workspace, "train", *train_args("names-long", str(root / "nine")))}
+            "nine": start(workspace, "train", *train_args("names-long", str(root / "nine")), session=True)}
     command = " ".join([sys.executable, "-m", "stages.train", *train_args("names-long", str(root / "orphan"))])
     # parent -> shell -> stage, as under dvc repro (the trailing `; true` keeps the shell from exec'ing the stage)
     runs["orphan"] = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run(sys.argv[1], "
@@ -301,7 +304,7 @@ def test_sigterm_ends_training_with_143_its_run_killed_and_its_checkpoint_kept(w
     assert err.strip().splitlines()[-1].startswith("seqlab: terminated by SIGTERM")
     assert "Traceback" not in err
     run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
-    assert run_status(workspace, run_id) == "KILLED"
+    assert run_status(workspace, run_id) == "KILLED", run_tags(workspace, run_id)
     assert run_tags(workspace, run_id)["failure_reason"] == "terminated by SIGTERM"
     from pipeline.training.checkpoints import load_training_checkpoint
 
@@ -325,9 +328,10 @@ def test_training_stops_when_the_process_that_started_it_dies(workspace, long_ru
 
 
 def test_a_run_killed_with_9_is_closed_by_the_next_stage_with_one_line(workspace, long_runs, tmp_path):
+    """The stage and its tracking worker both killed (a lost machine, the OOM killer taking the group)."""
     proc, out = long_runs["nine"]
     wait_for(out / "checkpoint.pt", proc)
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
     assert run_status(workspace, run_id) == "RUNNING"  # nothing could close it

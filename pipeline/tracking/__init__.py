@@ -2,9 +2,10 @@
 
 :class:`Tracker` is what :func:`pipeline.training.fit` talks to; :class:`NullTracker` records nothing (and
 counts what it was given, for tests and benchmarks); :class:`pipeline.tracking.mlflow_tracker.MlflowTracker`
-is the MLflow implementation and the only module of seqlab that imports mlflow.  Metric points are
-buffered by the tracker and written in batches: a synchronous MLflow write to sqlite costs ~10 ms a point
-on this machine, a batched one ~0.15 ms.
+is the MLflow implementation and the only module of seqlab that imports mlflow (with :mod:`.registry`).  Metric
+points are buffered by the tracker and written in batches: a synchronous MLflow write to sqlite costs ~10 ms a
+point on this machine, a batched one ~0.15 ms.  A stage may keep its runs in a companion process instead
+(:mod:`.companion`, :mod:`.worker`), so that importing mlflow and opening the store overlap its own start-up.
 """
 
 from __future__ import annotations

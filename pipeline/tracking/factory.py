@@ -16,12 +16,20 @@ def open_tracker(kind: str, experiment: str, run_name: str, *, run_id: str | Non
                  mode: str = "append") -> Tracker:
     """``kind`` mlflow: a new run named ``run_name`` in ``experiment``, or run ``run_id`` reopened (tags
     updated) in ``mode`` ``append`` (add figures, status untouched) or ``continue`` (train on in it): see
-    ``MlflowTracker.resume``; ``none``: a :class:`NullTracker`.  mlflow is imported here, lazily.
+    ``MlflowTracker.resume``; ``none``: a :class:`NullTracker`.  The run lives in the stage's tracking worker
+    when one was started for the same store (:mod:`.companion`), else in this process (mlflow imported here,
+    lazily).
     End the run with :func:`pipeline.tracking.lifecycle.tracked_run`."""
     if kind == "none":
         return NullTracker()
     if kind != "mlflow":
         raise ValueError(f"tracking {kind!r} is not valid (choose mlflow or none)")
+    from pipeline.tracking import default_tracking_uri
+    from pipeline.tracking.companion import current
+
+    companion = current(tracking_uri or default_tracking_uri())
+    if companion is not None:  # the stage started a worker for this store: the run lives there
+        return companion.open(experiment, run_name, run_id=run_id, tags=tags, mode=mode)
     from pipeline.tracking.mlflow_tracker import MlflowTracker
 
     if run_id:

@@ -71,19 +71,21 @@ class MlflowTracker:
 
     @classmethod
     def start(cls, experiment: str, run_name: str, *, tracking_uri: str | None = None,
-              tags: Mapping[str, str] | None = None, flush_seconds: float = 30.0) -> MlflowTracker:
-        """Create a run named ``run_name`` in experiment ``experiment`` (created if missing)."""
+              tags: Mapping[str, str] | None = None, flush_seconds: float = 30.0, client: MlflowClient | None = None,
+              owner: int | None = None) -> MlflowTracker:
+        """Create a run named ``run_name`` in experiment ``experiment`` (created if missing).  ``client``: an open
+        client of the store; ``owner``: the process the run belongs to (default: this one; see ``process_tags``)."""
         uri = tracking_uri or default_tracking_uri()
-        client = open_client(uri)
+        client = client or open_client(uri)
         experiment_id = _experiment_id(client, experiment, uri)
         close_orphans(client, uri, experiment_id)
-        tags = {"mlflow.runName": run_name, **(tags or {}), **process_tags()}
+        tags = {"mlflow.runName": run_name, **(tags or {}), **process_tags(owner)}
         run = call_store(uri, lambda: client.create_run(experiment_id, run_name=run_name, tags=dict(tags)))
         return cls(client, uri, run.info.run_id, experiment_id, flush_seconds)
 
     @classmethod
     def resume(cls, run_id: str, *, tracking_uri: str | None = None, flush_seconds: float = 30.0,
-               mode: str = "append") -> MlflowTracker:
+               mode: str = "append", client: MlflowClient | None = None, owner: int | None = None) -> MlflowTracker:
         """Reopen run ``run_id`` to add to it.
 
         ``mode="append"`` (the evaluate stage adding its figures to the training run): the run's status is
@@ -95,12 +97,12 @@ class MlflowTracker:
         if mode not in ("append", "continue"):
             raise ValueError(f"mode {mode!r} is not append or continue")
         uri = tracking_uri or default_tracking_uri()
-        client = open_client(uri)
+        client = client or open_client(uri)
         run = call_store(uri, lambda: client.get_run(run_id))
         closed = close_orphans(client, uri, run.info.experiment_id)  # this very run, if its process was killed
         prior = "KILLED" if run_id in closed else run.info.status
         if mode == "continue":
-            call_store(uri, lambda: client.log_batch(run_id, tags=[RunTag(k, v) for k, v in process_tags().items()]))
+            call_store(uri, lambda: client.log_batch(run_id, tags=[RunTag(k, v) for k, v in process_tags(owner).items()]))
             call_store(uri, lambda: client.update_run(run_id, status="RUNNING"))
         return cls(client, uri, run_id, run.info.experiment_id, flush_seconds, mode=mode, prior_status=prior)
 
@@ -119,7 +121,11 @@ class MlflowTracker:
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Buffer points (written by the next flush); ``step`` is required, never inferred."""
         now = int(time.time() * 1000)
-        self._buffer.extend((key, float(value), now, int(step)) for key, value in metrics.items())
+        self.log_points([(key, float(value), now, int(step)) for key, value in metrics.items()])
+
+    def log_points(self, points: Sequence[tuple[str, float, int, int]]) -> None:
+        """Buffer ``(key, value, timestamp ms, step)`` points stamped elsewhere (by a stage, for its worker)."""
+        self._buffer.extend(points)
         if len(self._buffer) >= METRICS_PER_BATCH or time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
@@ -204,6 +210,16 @@ class MlflowTracker:
     def _write(self, metrics: Sequence[Metric] = (), params: Sequence[Param] = (), tags: Sequence[RunTag] = ()) -> None:
         call_store(self.uri, lambda: self.client.log_batch(self.run_id, metrics=list(metrics), params=list(params),
                                                       tags=list(tags), synchronous=True))
+
+
+def warm_model_logging(folder: str) -> None:
+    """Import what :meth:`MlflowTracker.log_model` imports lazily and save a tiny model into ``folder``: MLflow's
+    first save maps every installed package to its modules (~1.5 s), later ones reuse the map."""
+    import mlflow.pytorch
+    import torch
+
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+    mlflow.pytorch.save_model(torch.nn.Linear(1, 1), folder, serialization_format="pickle", pip_requirements=["torch"])
 
 
 def open_client(uri: str) -> MlflowClient:

@@ -1,0 +1,260 @@
+"""A stage's MLflow work in a companion process, so that ``import mlflow`` and opening the store overlap the
+stage's own start-up (importing torch, loading data, building the model) on the other core.
+
+:func:`start_companion` starts :mod:`.worker` as ``python -m pipeline.tracking.worker`` at the very beginning of
+a stage that will track with MLflow (``stages._common.stage_main`` does it, before torch is imported), and
+:func:`pipeline.tracking.factory.open_tracker` then returns a :class:`RemoteTracker` for a run in the same store
+instead of an in-process :class:`~pipeline.tracking.mlflow_tracker.MlflowTracker`.  One companion per process
+at a time (:func:`current`); without one, trackers stay in-process.
+
+* Metric points are stamped here and sent without waiting (in batches); everything else waits for the
+  worker's answer (opening a run, params, tags, artifacts, the model, ``flush(wait=True)``, ``finish``), so
+  its errors are raised here as they would be in-process: a store failure is the same one-line
+  :class:`~pipeline.tracking.store.TrackingError`, a warning is warned again here.
+* Frames are written by a sender thread and answers read by a reader thread, so that a signal (Ctrl-C, SIGTERM)
+  interrupts the stage's wait without tearing a frame; an answer to a request abandoned that way is dropped.
+* The stage ends its runs (KILLED on a signal) and :func:`close_companion` waits until the worker has written
+  everything and exited: a finished stage means a written store.  A worker that dies turns every later request
+  into a one-line :class:`~pipeline.tracking.store.TrackingError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.tracking.store import TrackingError
+from pipeline.tracking.wire import pack_error, read_frame, rewarn, unpack_error, write_frame
+
+#: Points a :class:`RemoteTracker` collects before sending them, and the longest it keeps one.
+SEND_POINTS, SEND_SECONDS = 500, 1.0
+
+_current: Companion | None = None
+
+
+class Companion:
+    """The worker process of one stage, its two pipes and the threads that write and read them."""
+
+    def __init__(self, uri: str, *, models: bool = False) -> None:
+        self.uri = uri
+        requests_r, self._requests = os.pipe()
+        self._replies, replies_w = os.pipe()
+        root = str(Path(__file__).resolve().parents[2])  # the folder holding this very pipeline package
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        command = [sys.executable, "-m", "pipeline.tracking.worker", uri, str(requests_r), str(replies_w),
+                   str(os.getpid()), *(["--models"] if models else [])]
+        try:
+            with _signals_ignored():  # the worker starts deaf to Ctrl-C and SIGTERM (see .worker)
+                self.process = subprocess.Popen(command, pass_fds=(requests_r, replies_w), env=env,
+                                                stdin=subprocess.DEVNULL)
+        except BaseException:
+            os.close(self._requests)
+            os.close(self._replies)
+            raise
+        finally:
+            os.close(requests_r)
+            os.close(replies_w)
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._answers: dict[int, tuple] = {}
+        self._abandoned: set[int] = set()
+        self._ready = threading.Condition()
+        self._ids = itertools.count(1)
+        self._handles = itertools.count(1)
+        self.gone = False
+        self.used = False  # a run was opened: closing waits for the worker
+        threading.Thread(target=self._send_loop, name="mlflow-companion-send", daemon=True).start()
+        threading.Thread(target=self._read_loop, name="mlflow-companion-read", daemon=True).start()
+
+    # ------------------------------------------------------------------ requests
+
+    def post(self, op: str, **payload: Any) -> None:
+        """Send a request without waiting (its error, if any, comes with the run's next answer)."""
+        self._outbox.put((0, op, payload))
+
+    def ask(self, op: str, **payload: Any) -> Any:
+        """Send a request and wait for its answer; its error is raised here."""
+        request_id = next(self._ids)
+        self._outbox.put((request_id, op, payload))
+        try:
+            with self._ready:
+                while request_id not in self._answers and not self.gone:
+                    self._ready.wait()
+                answer = self._answers.pop(request_id, None)
+        except BaseException:  # a signal interrupted the wait: its answer is dropped when it comes
+            self._abandoned.add(request_id)
+            raise
+        if answer is None:
+            raise TrackingError(f"MLflow store {self.uri}: the tracking worker (process {self.process.pid}) "
+                                f"ended unexpectedly{self._exit_note()}; the run may be left RUNNING")
+        result, error, caught = answer
+        rewarn(caught)
+        if error is not None:
+            raise unpack_error(error)
+        return result
+
+    def open(self, experiment: str, run_name: str, *, run_id: str | None, tags: Mapping[str, str] | None,
+             mode: str) -> RemoteTracker:
+        handle = next(self._handles)
+        self.used = True
+        info = self.ask("open", handle=handle, experiment=experiment, run_name=run_name, run_id=run_id,
+                        tags=dict(tags) if tags else None, mode=mode)
+        return RemoteTracker(self, handle, **info)
+
+    def close(self) -> None:
+        """Let the worker finish its queue and exit, and wait for it (unless no run was ever opened)."""
+        if not self.gone and self.used:
+            with contextlib.suppress(TrackingError):
+                self.ask("close")
+        self._outbox.put(None)
+        if self.used:
+            self.process.wait()
+
+    # ------------------------------------------------------------------ threads
+
+    def _send_loop(self) -> None:
+        while (message := self._outbox.get()) is not None:
+            request_id, op, payload = message
+            try:  # the payload is pickled apart, so that the worker can answer a request it cannot unpickle
+                write_frame(self._requests, (request_id, op, pickle.dumps(payload, pickle.HIGHEST_PROTOCOL)))
+            except OSError:  # the worker is gone: the reader thread says so to every waiter
+                pass
+            except Exception as e:  # the payload cannot be pickled (a model holding a lambda, ...)
+                with self._ready:
+                    if request_id and request_id not in self._abandoned:
+                        self._answers[request_id] = (None, pack_error(e), [])
+                    self._ready.notify_all()
+        os.close(self._requests)  # the worker sees end-of-file
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                request_id, result, error, caught = read_frame(self._replies)
+                with self._ready:
+                    if request_id in self._abandoned:
+                        self._abandoned.discard(request_id)
+                    else:
+                        self._answers[request_id] = (result, error, caught)
+                    self._ready.notify_all()
+        except (EOFError, OSError):
+            pass
+        os.close(self._replies)
+        with self._ready:
+            self.gone = True
+            self._ready.notify_all()
+
+    def _exit_note(self) -> str:
+        try:
+            code = self.process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            return ""
+        return f" (exit status {code})" if code >= 0 else f" ({signal.Signals(-code).name})"
+
+
+class RemoteTracker:
+    """A run kept by the companion worker: the :class:`pipeline.tracking.Tracker` protocol plus ``uri`` and
+    ``experiment_id``, as :class:`~pipeline.tracking.mlflow_tracker.MlflowTracker` has them."""
+
+    def __init__(self, companion: Companion, handle: int, *, run_id: str, experiment_id: str, uri: str) -> None:
+        self.companion, self.handle = companion, handle
+        self.run_id, self.experiment_id, self.uri = run_id, experiment_id, uri
+        self.status: str | None = None
+        self._points: list[tuple[str, float, int, int]] = []
+        self._sent_at = time.monotonic()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        self._points.extend((key, float(value), now, int(step)) for key, value in metrics.items())
+        if len(self._points) >= SEND_POINTS or time.monotonic() - self._sent_at >= SEND_SECONDS:
+            self._send_points()
+
+    def flush(self, wait: bool = False) -> None:
+        self._send_points()
+        if wait:
+            self._call("flush", wait=True)
+        else:
+            self.companion.post("flush", handle=self.handle)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._call("log_params", {k: str(v) for k, v in params.items()})  # as MlflowTracker writes them
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self._call("set_tags", {k: str(v) for k, v in tags.items()})
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._call("log_artifact", str(path), artifact_path)
+
+    def log_model(self, model: Any, name: str = "model", *, pip_requirements: Sequence[str] = (),
+                  code_paths: Sequence[str] = ()) -> None:
+        self._call("log_model", model, name, pip_requirements=list(pip_requirements), code_paths=list(code_paths))
+
+    def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
+        """As ``MlflowTracker.finish``: the first end wins; waits until the run is ended in the store."""
+        if self.status is not None:
+            return
+        self.status = status
+        self._send_points()
+        self.companion.ask("finish", handle=self.handle, status=status, reason=reason)
+
+    def _send_points(self) -> None:
+        points, self._points = self._points, []
+        self._sent_at = time.monotonic()
+        if points:
+            self.companion.post("log_points", handle=self.handle, args=(points,))
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        self._send_points()
+        return self.companion.ask(method, handle=self.handle, args=args, kwargs=kwargs)
+
+
+class _signals_ignored:
+    """SIGINT, SIGTERM and SIGHUP ignored while a child starts (an ignored signal stays ignored across exec)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __enter__(self) -> None:
+        self.saved = None
+        if threading.current_thread() is threading.main_thread():
+            self.saved = {s: signal.signal(s, signal.SIG_IGN) for s in self.SIGNALS}
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in (self.saved or {}).items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def start_companion(uri: str, *, models: bool = False) -> Companion | None:
+    """Start the worker for store ``uri`` (``models``: also warm up model logging) and make it :func:`current`;
+    None when it cannot start (the stage then tracks in-process)."""
+    global _current
+    close_companion()
+    try:
+        _current = Companion(uri, models=models)
+    except OSError:
+        _current = None
+    return _current
+
+
+def current(uri: str) -> Companion | None:
+    """The running companion for store ``uri``, if any."""
+    companion = _current
+    if companion is None or companion.uri != uri or companion.gone:
+        return None
+    return companion
+
+
+def close_companion() -> None:
+    """Close the current companion, waiting until the worker has written everything (see :meth:`Companion.close`)."""
+    global _current
+    companion, _current = _current, None
+    if companion is not None:
+        companion.close()
