@@ -8,6 +8,14 @@ loss-against-training-time curves into ``docs/quality_curves.png``.
     python bench/quality.py                      # all four runs (~87 min of training, ~95 min in all, on 2 cores)
     python bench/quality.py --runs shakespeare-144s ptb-15min
     python bench/quality.py --report-only        # re-read finished runs
+    python bench/quality.py --anchors --nanogpt ../scratch/nanoGPT --examples ../scratch/examples --avx2
+
+``--anchors`` runs the two anchors from their own code (clones outside this repository: see bench/anchors.py)
+and, right after each, seqlab's recipe for the same corpus with the anchor's measured training time as its
+budget: tinyshakespeare against nanoGPT's README CPU recipe (validation loss on random 64-character windows,
+nanoGPT's protocol) and Penn Treebank against pytorch/examples word_language_model's ``main.py --epochs 3``
+(test perplexity); it prints both sides and seqlab / anchor, and writes bench/out/quality/anchors.json.
+``--avx2`` caps oneDNN, MKL and ATen at AVX2 for both sides (an AVX2-only CPU as far as the kernels go).
 
 Run it on a quiet machine: the budgets are wall-clock training time, so another process on the cores
 costs the runs steps (the script prints the load average before each run).
@@ -27,35 +35,38 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = "bench/quality/params.yaml"
 OUT = Path("bench/out/quality")
 RUNS = ("shakespeare-144s", "shakespeare-10min", "ptb-15min", "ptb-60min")
+ANCHORED = {"shakespeare-vs-nanogpt": "nanogpt", "ptb-vs-wlm": "word_language_model"}
+AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 # Published or measured-here anchors the targets refer to (see the issue and BENCHMARKS.md).
 TARGETS = {"shakespeare-144s": ("val", "loss", 1.55), "shakespeare-10min": ("val", "loss", 1.42),
            "ptb-15min": ("test", "perplexity", 115.0), "ptb-60min": ("test", "perplexity", 100.0)}
 
 
 def stage(*args: str) -> None:
+    """Run one pipeline stage (``args[0]``: its module) with this interpreter, from the repository root."""
     cmd = [sys.executable, "-m", *args]
     print("$", " ".join(cmd[1:]), f"(load {os.getloadavg()[0]:.2f})", flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True)
 
 
-def run_all(runs: list[str]) -> None:
+def run_all(runs: list[str], params_file: str = PARAMS) -> None:
     sys.path.insert(0, str(ROOT))
     from pipeline.config import load_params
 
-    params = load_params(ROOT / PARAMS)
+    params = load_params(ROOT / params_file)
     datasets = sorted({params.train.runs[r].dataset for r in runs})
     corpora = sorted({params.sections["tokenize"][d].corpus for d in datasets})
-    stage("stages.download", "--params", PARAMS, "--out", str(OUT / "raw"), "--only", *corpora)
+    stage("stages.download", "--params", params_file, "--out", str(OUT / "raw"), "--only", *corpora)
     for d in datasets:
         corpus = params.sections["tokenize"][d].corpus
-        stage("stages.tokenize", "--params", PARAMS, "--name", d, "--raw", str(OUT / "raw" / corpus),
+        stage("stages.tokenize", "--params", params_file, "--name", d, "--raw", str(OUT / "raw" / corpus),
               "--out", str(OUT / "tokens" / d))
     for r in runs:
         cfg = params.train.runs[r]
         data, model = OUT / "tokens" / cfg.dataset, OUT / "models" / cfg.dataset / cfg.variant
         start = time.perf_counter()
-        stage("stages.train", "--params", PARAMS, "--run", r, "--data", str(data), "--out", str(model))
-        stage("stages.evaluate", "--params", PARAMS, "--run", r, "--data", str(data), "--model", str(model),
+        stage("stages.train", "--params", params_file, "--run", r, "--data", str(data), "--out", str(model))
+        stage("stages.evaluate", "--params", params_file, "--run", r, "--data", str(data), "--model", str(model),
               "--metrics", str(OUT / "metrics" / f"{r}.json"), "--samples", str(OUT / "samples" / r))
         print(f"{r}: {time.perf_counter() - start:.0f} s wall with validation and evaluation", flush=True)
 
@@ -115,11 +126,72 @@ def plot(rows) -> None:
     print(f"curves: {out}")
 
 
+def with_budget(run: str, seconds: float) -> str:
+    """A copy of the params file (under bench/out) where ``run`` trains for ``seconds``; its path from ROOT."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / PARAMS).read_text())
+    raw["train"]["runs"][run].setdefault("overrides", {})["time_budget_s"] = round(seconds, 1)
+    path = OUT / f"params-{run}.yaml"
+    (ROOT / path).parent.mkdir(parents=True, exist_ok=True)
+    (ROOT / path).write_text(yaml.safe_dump(raw, sort_keys=False))
+    return str(path)
+
+
+def run_anchors(nanogpt_repo: Path, examples_repo: Path, which: list[str]) -> None:
+    """Each anchor, then seqlab's recipe for its corpus with the anchor's training time; both sides printed."""
+    import anchors
+
+    sys.path.insert(0, str(ROOT))
+    from pipeline.config import load_params
+
+    params = load_params(ROOT / PARAMS)
+    sources = {name: Path(ROOT / c.source.path) for name, c in params.sections["corpora"].items()}
+    results_path = ROOT / OUT / "anchors.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    env = dict(os.environ)
+    for run in which:
+        if ANCHORED[run] == "nanogpt":
+            anchor = anchors.nanogpt(nanogpt_repo, sources["tinyshakespeare"], ROOT / OUT / "anchors", env)
+        else:
+            anchor = anchors.word_language_model(examples_repo, sources["ptb"], ROOT / OUT / "anchors", env)
+        run_all([run], with_budget(run, anchor["train_seconds"]))
+        cfg = params.train.runs[run]
+        figures = json.loads((ROOT / OUT / "metrics" / f"{run}.json").read_text())
+        train = json.loads((ROOT / OUT / "models" / cfg.dataset / cfg.variant / "metrics.json").read_text())
+        if ANCHORED[run] == "nanogpt":
+            ours, theirs, what = figures["val"]["window_loss"], anchor["val_loss"], "val loss, 64-char windows"
+        else:
+            ours, theirs, what = figures["test"]["perplexity"], anchor["test_perplexity"], "test perplexity"
+        results[run] = {"anchor": anchor, "seqlab": {"value": ours, "train_seconds": train["train_seconds"],
+                        "steps": train["steps"], "tokens_per_s": train["tokens_per_s"],
+                        "val": figures["val"], "test": figures.get("test")},
+                        "figure": what, "ratio": round(ours / theirs, 4), "load": os.getloadavg()[0],
+                        "capability_caps": {k: os.environ.get(k) for k in AVX2}}
+        results_path.write_text(json.dumps(results, indent=1))
+        print(f"{run}: {what}: seqlab {ours:.4f} in {train['train_seconds']:.0f} s of training "
+              f"({train['steps']} steps) vs {ANCHORED[run]} {theirs:.4f} in {anchor['train_seconds']:.0f} s: "
+              f"ratio {ours / theirs:.3f}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="*", default=list(RUNS), choices=RUNS)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--anchors", nargs="*", choices=list(ANCHORED),
+                        help="run these anchored comparisons (default with no names: both)")
+    parser.add_argument("--nanogpt", type=Path, help="a clone of karpathy/nanoGPT (outside this repository)")
+    parser.add_argument("--examples", type=Path, help="a clone of pytorch/examples (outside this repository)")
+    parser.add_argument("--avx2", action="store_true", help="cap oneDNN, MKL and ATen at AVX2 for both sides")
     args = parser.parse_args()
+    if args.avx2:
+        os.environ.update(AVX2)
+    if args.anchors is not None:
+        which = args.anchors or list(ANCHORED)
+        if ("shakespeare-vs-nanogpt" in which and not args.nanogpt) or ("ptb-vs-wlm" in which and not args.examples):
+            parser.error("--anchors needs --nanogpt and/or --examples: clones of the anchors' repositories")
+        run_anchors(args.nanogpt and args.nanogpt.resolve(), args.examples and args.examples.resolve(), which)
+        return 0
     if not args.report_only:
         run_all(args.runs)
     report(list(RUNS))
