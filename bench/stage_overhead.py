@@ -9,8 +9,9 @@ a model (not counted), then runs interleaved repeats of
 * ``python -m stages.evaluate`` (into the warm-up model's run),
 * ``python -m stages.baseline`` (a new ``ngram`` run),
 
-and prints a markdown table: median and min wall seconds, and the median minus the ``import torch`` median,
-with the load average and the CPU's vector flags.  ``--avx2`` caps every subprocess's kernels to AVX2
+and prints a markdown table: median and min wall seconds, the median minus the ``import torch`` median, and the
+CPU seconds used (user + system, the stage's tracking worker included), with the load average and the CPU's
+vector flags.  ``--avx2`` caps every subprocess's kernels to AVX2
 (oneDNN, MKL and ATen), as on a CPU without AVX-512.
 
     .venv/bin/python bench/stage_overhead.py                  # 5 repeats
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -82,13 +84,16 @@ def commands(python: str) -> dict[str, list[str]]:
     }
 
 
-def timed(command: list[str], root: Path, env: dict[str, str]) -> float:
+def timed(command: list[str], root: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and its waited-for children, the tracking worker included)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr}")
-    return seconds
+    return seconds, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def cpu_flags() -> dict[str, bool]:
@@ -112,7 +117,7 @@ def measure(repeats: int, avx2: bool, repos: list[Path]) -> dict:
         cmds = commands(sys.executable)
         timed([*cmds["train"], "models/warm"], root, envs[repos[0]])  # creates the store and the model evaluate reads
         label = {repo: f" ({repo})" if len(repos) > 1 else "" for repo in repos}
-        times: dict[str, list[float]] = {"import torch": []}
+        times: dict[str, list[tuple[float, float]]] = {"import torch": []}
         times.update({f"{name}{label[repo]}": [] for name in cmds if name != "import torch" for repo in repos})
         loads = [os.getloadavg()[0]]
         for i in range(repeats):
@@ -124,18 +129,22 @@ def measure(repeats: int, avx2: bool, repos: list[Path]) -> dict:
             loads.append(os.getloadavg()[0])
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    floor = statistics.median(times["import torch"])
-    rows = {name: {"median_s": round(statistics.median(t), 3), "min_s": round(min(t), 3),
-                   "above_import_torch_s": round(statistics.median(t) - floor, 3), "runs": [round(x, 3) for x in t]}
-            for name, t in times.items()}
+    floor = statistics.median(wall for wall, _ in times["import torch"])
+    rows = {}
+    for name, runs in times.items():
+        walls = [wall for wall, _ in runs]
+        rows[name] = {"median_s": round(statistics.median(walls), 3), "min_s": round(min(walls), 3),
+                      "above_import_torch_s": round(statistics.median(walls) - floor, 3),
+                      "cpu_s": round(statistics.median(cpu for _, cpu in runs), 3), "runs": [round(x, 3) for x in walls]}
     return {"repeats": repeats, "avx2_capped": avx2, "cpu_flags": cpu_flags(), "load_average_1min": loads,
             "python": sys.version.split()[0], "stages": rows}
 
 
 def table(result: dict) -> str:
-    lines = ["| command | median s | min s | median - import torch s |", "|---|---|---|---|"]
+    lines = ["| command | median s | min s | median - import torch s | CPU s (median) |", "|---|---|---|---|---|"]
     for name, row in result["stages"].items():
-        lines.append(f"| {name} | {row['median_s']:.2f} | {row['min_s']:.2f} | {row['above_import_torch_s']:+.2f} |")
+        lines.append(f"| {name} | {row['median_s']:.2f} | {row['min_s']:.2f} | {row['above_import_torch_s']:+.2f} "
+                     f"| {row['cpu_s']:.2f} |")
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in result["cpu_flags"].items())
     load = result["load_average_1min"]
     lines += ["", f"{result['repeats']} interleaved repeats; kernels capped to AVX2: "

@@ -12,21 +12,18 @@ is gone stops as on SIGTERM.
 
 Warnings meant for the user (:class:`pipeline.errors.SeqlabWarning`) print as one ``seqlab: warning:`` line.
 
-Tracking: a stage that will track with MLflow says so through ``stage_main``'s ``tracking`` (see
-:func:`mlflow_store`); its tracking worker (:mod:`pipeline.tracking.companion`) starts before the stage body
-imports torch, and the stage exits only once the worker has written everything.
+Tracking: a stage that will track with MLflow starts its tracking worker through ``stage_main``'s ``tracking``
+(:func:`pipeline.tracking.companion.stage_companion`) before its body imports torch, and exits only once the
+worker has written everything.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
-import json
-import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from pipeline.errors import SeqlabWarning, Terminated, UserError, first_line
@@ -45,13 +42,13 @@ def option(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]
 
 def stage_main(argv: Sequence[str] | None, doc: str | None, module: str, run: Callable[..., int | None],
                *options: tuple[tuple[str, ...], dict[str, Any]],
-               tracking: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None) -> int:
+               tracking: Callable[[dict[str, Any]], Callable[[], None] | None] | None = None) -> int:
     """Parse ``--params`` plus ``options`` and call ``run(params_path=..., <dest>=...)`` under :func:`run_main`.
 
     Every stage's ``main`` is this one call, so all of them take ``--params``, print ``--help`` from their
-    module docstring, and end the same way on errors and signals.  ``tracking(args)``: the arguments of
-    :func:`pipeline.tracking.companion.start_companion` when the stage will track with MLflow (see
-    :func:`mlflow_store`), else None.
+    module docstring, and end the same way on errors and signals.  ``tracking(args)`` starts the stage's
+    tracking worker when it will track with MLflow and returns what closes it (see
+    :func:`pipeline.tracking.companion.stage_companion`).
     """
     parser = argparse.ArgumentParser(prog=f"python -m stages.{module}", description=doc)
     parser.add_argument("--params", dest="params_path", default="params.yaml",
@@ -59,36 +56,7 @@ def stage_main(argv: Sequence[str] | None, doc: str | None, module: str, run: Ca
     for flags, kwargs in options:
         parser.add_argument(*flags, **kwargs)
     args = vars(parser.parse_args(argv))
-    return run_main(lambda: run(**args), companion=tracking(args) if tracking else None)
-
-
-def mlflow_store(params_path: str, *, run: str | None = None, model_dir: str | None = None,
-                 models: bool = False) -> dict[str, Any] | None:
-    """Where a stage will track, read cheaply before the stage runs: ``train.tracking`` (with run ``run``'s
-    overrides); with ``model_dir``, the training run that ``<model_dir>/mlflow_run.json`` names.  None when the
-    stage will not track with MLflow, when this is not rank 0 of a torchrun job, or when anything is unclear
-    (the stage itself then reports the problem, or tracks in-process)."""
-    import yaml
-
-    from pipeline.tracking import default_tracking_uri
-
-    if os.environ.get("RANK", "0") != "0":
-        return None
-    try:
-        with open(params_path, encoding="utf-8") as f:
-            train = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["train"]
-        overrides = (train.get("runs", {}).get(run) or {}).get("overrides") or {} if run else {}
-        if {**train, **overrides}.get("tracking", "mlflow") != "mlflow":
-            return None
-        uri = default_tracking_uri()
-        if model_dir is not None:
-            info = json.loads((Path(model_dir) / "mlflow_run.json").read_text(encoding="utf-8"))
-            if not info.get("run_id"):
-                return None
-            uri = info.get("tracking_uri") or uri
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError):
-        return None
-    return {"uri": uri, "models": models}
+    return run_main(lambda: run(**args), tracking=(lambda: tracking(args)) if tracking else None)
 
 
 def print_summary(stage: str, lines: dict[str, str]) -> None:
@@ -97,10 +65,10 @@ def print_summary(stage: str, lines: dict[str, str]) -> None:
         print(f"{stage}: {name}: {text}")
 
 
-def run_main(body: Callable[[], int | None], companion: dict[str, Any] | None = None) -> int:
+def run_main(body: Callable[[], int | None], tracking: Callable[[], Callable[[], None] | None] | None = None) -> int:
     """Run a stage's ``body`` with the error, signal and orphan handling described in the module docstring;
-    ``companion``: start a tracking worker first (the arguments of ``start_companion``)."""
-    close_companion = _start_companion(companion)
+    ``tracking`` first starts the stage's tracking worker and returns what closes it (waiting for it)."""
+    close_companion = (tracking() if tracking else None) or (lambda: None)
     restore = install_stop_signals()
     stop_watching = watch_starter()
     previous_show = warnings.showwarning
@@ -126,16 +94,6 @@ def run_main(body: Callable[[], int | None], companion: dict[str, Any] | None = 
         stop_watching()
         warnings.showwarning = previous_show
         restore()
-
-
-def _start_companion(arguments: dict[str, Any] | None) -> Callable[[], None]:
-    """Start the tracking worker ``arguments`` asks for; returns what closes it (nothing to close without one)."""
-    if arguments is None:
-        return lambda: None
-    from pipeline.tracking.companion import close_companion, start_companion
-
-    start_companion(**arguments)
-    return close_companion
 
 
 def describe_os_error(e: OSError) -> str:

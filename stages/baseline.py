@@ -14,7 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import mlflow_store, option, stage_main
+from pipeline.tracking.companion import stage_companion
+from stages._common import option, stage_main
 
 
 def run(params_path: str, name: str, data: str, metrics: str, samples: str | None = None) -> int:
@@ -77,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         option("--data", help="data/tokens/<dataset>"),
         option("--metrics", help="metrics/<dataset>/ngram.json"),
         option("--samples", default=None, help="samples/<dataset>/ngram: also sample the n-gram (evaluate.samples)"),
-        tracking=lambda a: mlflow_store(a["params_path"]))
+        tracking=lambda a: stage_companion(a["params_path"]))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import mlflow_store, option, stage_main
+from pipeline.tracking.companion import stage_companion
+from stages._common import option, stage_main
 
 
 def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, samples: str) -> int:
@@ -100,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         option("--model", dest="model_dir", help="models/<dataset>/<variant>"),
         option("--metrics", help="metrics/<dataset>/<variant>.json"),
         option("--samples", help="samples/<dataset>/<variant>"),
-        tracking=lambda a: mlflow_store(a["params_path"], run=a["name"], model_dir=a["model_dir"]))
+        tracking=lambda a: stage_companion(a["params_path"], run=a["name"], model_dir=a["model_dir"]))
 
 
 if __name__ == "__main__":

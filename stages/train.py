@@ -17,7 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stages._common import mlflow_store, option, stage_main
+from pipeline.tracking.companion import stage_companion
+from stages._common import option, stage_main
 
 RUN_FILE = "mlflow_run.json"
 
@@ -111,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                help="continue from <out>/checkpoint.pt in the same run; stop (exit 2) if it was trained with "
                "other settings or data. --resume auto (what dvc.yaml runs): continue an unfinished run of "
                "the same settings and data, else start fresh"),
-        tracking=lambda a: mlflow_store(a["params_path"], run=a["name"], models=True))
+        tracking=lambda a: stage_companion(a["params_path"], run=a["name"], models=True))
 
 
 if __name__ == "__main__":

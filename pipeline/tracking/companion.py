@@ -30,7 +30,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +242,45 @@ def start_companion(uri: str, *, models: bool = False) -> Companion | None:
     except OSError:
         _current = None
     return _current
+
+
+def stage_companion(params_path: str, *, run: str | None = None, model_dir: str | None = None,
+                    models: bool = False) -> Callable[[], None] | None:
+    """Start the worker of a stage that will track with MLflow; returns :func:`close_companion`, or None.
+
+    The store is read cheaply from the params file before the stage runs (the stage still loads and checks
+    it properly): ``train.tracking``, with run ``run``'s overrides; with ``model_dir``, the training run that
+    ``<model_dir>/mlflow_run.json`` names.  No worker when the stage will not track with MLflow, on ranks other
+    than 0 of a torchrun job, when the process may use one CPU only, or when anything is unclear: the stage
+    then reports the problem itself, or tracks in-process.
+    """
+    if os.environ.get("RANK", "0") != "0" or len(os.sched_getaffinity(0)) < 2:  # it needs a core of its own
+        return None
+    try:
+        uri = _stage_store(params_path, run, model_dir)
+    except Exception:  # a file missing or malformed: the stage reports it in its own words
+        return None
+    if uri is None or start_companion(uri, models=models) is None:
+        return None
+    return close_companion
+
+
+def _stage_store(params_path: str, run: str | None, model_dir: str | None) -> str | None:
+    import json
+
+    import yaml
+
+    from pipeline.tracking import default_tracking_uri
+
+    with open(params_path, encoding="utf-8") as f:
+        train = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["train"]
+    overrides = ((train.get("runs") or {}).get(run) or {}).get("overrides") or {} if run else {}
+    if {**train, **overrides}.get("tracking", "mlflow") != "mlflow":
+        return None
+    if model_dir is None:
+        return default_tracking_uri()
+    info = json.loads((Path(model_dir) / "mlflow_run.json").read_text(encoding="utf-8"))
+    return (info.get("tracking_uri") or default_tracking_uri()) if info.get("run_id") else None
 
 
 def current(uri: str) -> Companion | None:

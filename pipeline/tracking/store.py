@@ -16,8 +16,6 @@ import hashlib
 import os
 import re
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from pipeline.errors import SeqlabWarning, UserError
@@ -54,6 +52,9 @@ def check_server(uri: str, timeout: float | None = None) -> None:
     """
     if not uri.startswith(("http://", "https://")):
         return
+    import urllib.error  # here: http.client and ssl cost a stage ~50 ms to import, and only a server needs them
+    import urllib.request
+
     timeout = timeout or float(os.environ.get("SEQLAB_TRACKING_TIMEOUT", SERVER_PROBE_SECONDS))
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
