@@ -2,7 +2,7 @@
 stage's own start-up (importing torch, loading data, building the model) on the other core.
 
 :func:`start_companion` starts :mod:`.worker` as ``python -m pipeline.tracking.worker`` at the very beginning of
-a stage that will track with MLflow (``stages._common.stage_main`` does it, before torch is imported), and
+a stage that will track with MLflow (:func:`stage_companion`, run by ``stages._common.stage_main``), and
 :func:`pipeline.tracking.factory.open_tracker` then returns a :class:`RemoteTracker` for a run in the same store
 instead of an in-process :class:`~pipeline.tracking.mlflow_tracker.MlflowTracker`.  One companion per process
 at a time (:func:`current`); without one, trackers stay in-process.
@@ -254,7 +254,8 @@ def stage_companion(params_path: str, *, run: str | None = None, model_dir: str 
     than 0 of a torchrun job, when the process may use one CPU only, or when anything is unclear: the stage
     then reports the problem itself, or tracks in-process.
     """
-    if os.environ.get("RANK", "0") != "0" or len(os.sched_getaffinity(0)) < 2:  # it needs a core of its own
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if os.environ.get("RANK", "0") != "0" or cpus < 2:  # the worker needs a core of its own
         return None
     try:
         uri = _stage_store(params_path, run, model_dir)
