@@ -17,11 +17,12 @@ Identity: :func:`start_ticks` and :func:`boot_id` tell a live process from a dea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pipeline.errors import Terminated
@@ -38,7 +39,7 @@ def install_stop_signals() -> Callable[[], None]:
         return lambda: None
     handled = (signal.SIGTERM, signal.SIGHUP)
     previous = {signum: signal.getsignal(signum) for signum in (*handled, signal.SIGINT)}
-    state = {"stopping": False}
+    _deferred.update(stopping=False, pending=None)
     owner = os.getpid()
 
     def on_signal(signum, frame) -> None:
@@ -47,13 +48,13 @@ def install_stop_signals() -> Callable[[], None]:
             os.kill(os.getpid(), signum)
             return
         name = signal.Signals(signum).name
-        if state["stopping"]:  # already cleaning up after a signal: the user insists
+        if _deferred["stopping"] or _deferred["pending"] is not None:  # already stopping: the user insists
             print(f"seqlab: {name} again: stopping now", file=sys.stderr, flush=True)
             os._exit(128 + signum)
-        state["stopping"] = True
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise Terminated(signum, name)
+        if _deferred["depth"]:  # inside signals_deferred(): raised when the block ends
+            _deferred["pending"] = signum
+            return
+        _raise_stop(signum)
 
     for signum in (*handled, signal.SIGINT):
         if signum == signal.SIGINT and previous[signum] is signal.SIG_IGN:
@@ -66,6 +67,33 @@ def install_stop_signals() -> Callable[[], None]:
                 signal.signal(signum, handler)
 
     return restore
+
+
+#: Signal state of this process: blocks deferring the stop, the signal they hold, whether a stop was raised.
+_deferred: dict = {"depth": 0, "pending": None, "stopping": False}
+
+
+def _raise_stop(signum: int) -> None:
+    _deferred["stopping"] = True
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(signum, signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold the stop that a signal handled by :func:`install_stop_signals` raises until the block has ended, for
+    writes that must not be cut in the middle (a checkpoint: torch's writer would turn the interruption into a
+    RuntimeError, indistinguishable from a full disk).  A second signal still exits at once."""
+    _deferred["depth"] += 1
+    try:
+        yield
+    finally:
+        _deferred["depth"] -= 1
+        pending = _deferred["pending"]
+        if pending is not None and not _deferred["depth"]:
+            _deferred["pending"] = None
+            _raise_stop(pending)
 
 
 # ---------------------------------------------------------------------------------------------- orphans

@@ -26,6 +26,7 @@ from pipeline.errors import UserError, first_line
 from pipeline.files import atomic_path
 from pipeline.models.language_model import SequenceModel
 from pipeline.models.registry import build_model
+from pipeline.process import signals_deferred
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model_config", "vocab_size", "model_state")
@@ -77,8 +78,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:  # a programming error in the caller, not a user's
         raise ValueError(f"checkpoint payload lacks {missing}; start from checkpoint_payload(model)")
-    try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    try:  # a stop signal waits for the file to be whole (torch's writer would report it as a write error)
+        with signals_deferred(), atomic_path(path) as tmp, open(tmp, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())  # the rename must not land before the data (power loss, kill -9 of the VM)

@@ -1,0 +1,59 @@
+"""Stop signals in a stage process: SIGTERM becomes :class:`Terminated`, and a checkpoint write holds it back until
+the file is whole (torch's writer would otherwise report the interruption as a write error)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+
+from pipeline.errors import Terminated
+from pipeline.models.checkpoint import checkpoint_payload, load_checkpoint, save_checkpoint
+from pipeline.process import install_stop_signals, signals_deferred
+from tests.train_helpers import tiny_model
+
+
+@pytest.fixture
+def stop_signals():
+    restore = install_stop_signals()
+    yield
+    restore()
+
+
+def test_sigterm_raises_terminated(stop_signals):
+    with pytest.raises(Terminated) as raised:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs at the next bytecode boundary
+            pass
+    assert raised.value.exit_code == 128 + signal.SIGTERM
+
+
+def test_a_signal_inside_a_deferred_block_stops_the_stage_after_the_block(stop_signals):
+    reached_the_end = False
+    with pytest.raises(Terminated), signals_deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            pass
+        reached_the_end = True
+    assert reached_the_end
+
+
+def test_a_checkpoint_interrupted_by_sigterm_is_written_whole_then_the_stop_follows(stop_signals, tmp_path,
+                                                                                     monkeypatch):
+    model = tiny_model(12)
+    payload = checkpoint_payload(model)
+    real_save = torch.save
+
+    def save_and_get_signalled(obj, f, *args, **kwargs):  # the signal lands in the middle of torch's writer
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_and_get_signalled)
+    with pytest.raises(Terminated):
+        save_checkpoint(tmp_path / "checkpoint.pt", payload)
+    monkeypatch.undo()
+    restored = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert restored["model_state"].keys() == payload["model_state"].keys()
+    assert not list(tmp_path.glob("*.tmp*"))
