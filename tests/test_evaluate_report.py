@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -87,10 +88,11 @@ def test_evaluate_writes_metrics_samples_and_logs_into_the_training_run(workspac
     text = (workspace / "samples/names-char/lstm/samples.txt").read_text()
     assert len([block for block in text.split("\n\n") if block.strip()]) == 3
     info = read_json(workspace / "models/names-char/lstm/mlflow_run.json")
-    run = MlflowClient().get_run(info["run_id"])
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])  # the workspace's store, whatever mlflow last used
+    run = client.get_run(info["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test_perplexity"] == pytest.approx(metrics["test"]["perplexity"])
-    logged = {a.path for a in MlflowClient().list_artifacts(info["run_id"], "samples")}
+    logged = {a.path for a in client.list_artifacts(info["run_id"], "samples")}
     assert "samples/samples.txt" in logged
 
 
@@ -121,7 +123,7 @@ def test_baseline_and_report_compare_every_variant_and_register_a_champion(works
     assert table.loc[table["variant"] == "bilstm", "test_perplexity_backward"].notna().all()
     for png in ("perplexity.png", "val_curves.png", "grad_norms.png"):
         assert (workspace / "reports" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     champion = client.get_model_version_by_alias("seqlab-names-char", "champion")
     uni = table[(table["direction"] == "uni") & (table["variant"] != "ngram")]
     best = uni.loc[uni["val_perplexity"].idxmin(), "variant"]

@@ -268,7 +268,7 @@ def test_music_figures_reach_the_metrics_the_mlflow_runs_and_the_report(tmp_path
                                 "--metrics", "metrics/tunes-note/gru.json", "--samples", "samples/tunes-note/gru"]) == 0
     assert baseline_stage.main(["--name", "tunes-note", *common, "--metrics", "metrics/tunes-note/ngram.json",
                                 "--samples", "samples/tunes-note/ngram"]) == 0
-    client = MlflowClient()
+    client = MlflowClient(mlflow_uri)  # this test's store, whatever mlflow last used
     for variant in ("gru", "ngram"):
         music = read_json(tmp_path / f"metrics/tunes-note/{variant}.json")["music"]
         assert music["max_note_quarters"] == 2.0 and music["pieces"] == 2

@@ -57,3 +57,30 @@ def test_a_checkpoint_interrupted_by_sigterm_is_written_whole_then_the_stop_foll
     restored = load_checkpoint(tmp_path / "checkpoint.pt")
     assert restored["model_state"].keys() == payload["model_state"].keys()
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_a_stage_process_ends_after_its_threads_atexit_handlers_and_buffered_output(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    script = (
+        "import atexit, threading, time\n"
+        "from stages._common import exit_now\n"
+        "atexit.register(lambda: print('atexit ran', flush=True))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
+        "print('buffered', end=' ')\n"
+        "exit_now(3)\n"
+        "print('never')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=60)
+    assert result.returncode == 3
+    assert result.stdout.split() == ["buffered", "thread", "done", "atexit", "ran"]
+
+
+def test_stage_main_returns_when_called_in_process():
+    from stages._common import stage_main
+
+    assert stage_main(["--params", "x.yaml"], None, "tokenize", lambda params_path: 7) == 7
