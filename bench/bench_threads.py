@@ -5,7 +5,7 @@ of the real model on synthetic ids (speed does not depend on the values) at 1 an
 interleaved (1, 2, 1, 2, ...) over ``--rounds`` rounds, each measurement at least ``--min-seconds`` long, and keeps
 each count's fastest round (another process on the cores slows single rounds; the minimum is the machine's speed).
 It prints the speed-up of two threads, the shape's recurrent work per time step (the figure
-:func:`pipeline.training.devices.thread_plan` decides from) and the plan for the shape.
+:func:`pipeline.training.devices.thread_plan` decides from) and the count ``threads: 0`` gives the shape on 2 CPUs.
 
     .venv/bin/python bench/bench_threads.py                       # the grid and the default pipeline's runs
     .venv/bin/python bench/bench_threads.py --runs-only           # only the runs of params.yaml

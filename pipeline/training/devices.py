@@ -9,34 +9,25 @@ unlike fp16 it needs no loss scaling and cannot overflow in the long products of
 trains an LSTM 1.2-1.7x faster (BENCHMARKS.md, "Quality within a CPU budget").
 
 On a small CPU, one thread is often faster than two for a small recurrent step (thread wake-up costs more
-than the arithmetic), a large step runs 1.6-1.9x faster on two, and two threads collapse when another process
+than the arithmetic), a large step runs 1.5-1.9x faster on two, and two threads collapse when another process
 shares the cores.  ``threads: 0`` therefore decides from the size of the run's recurrent step
-(:func:`thread_plan`): every core for large steps, one thread for tiny ones, and in between it times a few real
-training steps of the run's own model at each candidate count and keeps the fastest (see BENCHMARKS.md for
-the measurements behind the thresholds).
+(:func:`thread_plan`), never from timings taken at start: those followed whatever else ran on the cores at that
+moment (a neighbour's job, the tracking worker's start-up) and made the thread count, and with it the float
+summation order of a seeded run, change from one run to the next.  BENCHMARKS.md has the measurements behind
+the threshold.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
-import math
-import time
 import warnings
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from pipeline.errors import SeqlabWarning
 from pipeline.runtime import cpu_count, set_threads
-
-#: How much faster (per step) a larger thread count must be to be chosen.  Spare threads are a bet that the
-#: cores stay free: when another process takes one, OpenMP's threads wait on each other at every parallel region
-#: and a small recurrent step can slow down 10-100x (seen here: 34,000 -> 150 tokens/s with 2 threads), while
-#: one thread only loses its share of the core.
-MIN_GAIN = 1.25
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
@@ -102,12 +93,11 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 #: Gates of torch's fused recurrent modules: one time step is a (batch x hidden) @ (hidden x gates*hidden) GEMM.
 GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
-#: Recurrent work per time step (MFLOP, forward, :func:`recurrent_step_flops`) from which every core is used
-#: without probing, and below which one thread is, without probing.  Measured with bench/bench_threads.py on
-#: 2 cores (BENCHMARKS.md): a 1x256 LSTM at batch 32 (21 MFLOP) runs 1.9x faster on two threads, a 1x384 at
-#: batch 32 (44 MFLOP) 1.6-1.8x; a 1x256 GRU or LSTM at batch 8 (4-5 MFLOP) 0.7x.
-ALL_CORES_MFLOP = 12.0
-ONE_THREAD_MFLOP = 3.0
+#: Recurrent work per time step (MFLOP, forward, :func:`recurrent_step_flops`) that pays for one more thread,
+#: measured with bench/bench_threads.py on 2 cores (BENCHMARKS.md): a 1x256 LSTM at batch 32 (21 MFLOP) ran
+#: 1.9x faster on two threads and a 1x384 at batch 32 (44 MFLOP) 1.6-1.8x, while a 1x256 GRU or LSTM at batch
+#: 8 (4-5 MFLOP) ran at 0.7x.
+MFLOP_PER_THREAD = 12.0
 
 
 def recurrent_step_flops(model: nn.Module, batch_size: int) -> float:
@@ -125,83 +115,25 @@ def recurrent_step_flops(model: nn.Module, batch_size: int) -> float:
     return flops
 
 
-def thread_plan(model: nn.Module, batch_size: int, cpus: int | None = None) -> int | str:
-    """What ``threads: 0`` does on a CPU for ``model`` at ``batch_size``: a thread count, or "probe".
+def thread_plan(model: nn.Module, batch_size: int, cpus: int | None = None) -> int:
+    """The intra-op thread count ``threads: 0`` gives ``model`` at ``batch_size`` on a CPU: one thread per
+    :data:`MFLOP_PER_THREAD` of recurrent work per time step beyond the first, up to the usable CPUs.
 
-    Large recurrent steps use every core, tiny ones one thread (thread wake-ups cost more than the arithmetic);
-    in between, short interleaved timings of the run's own step decide (:func:`choose_threads`).  A fixed
-    choice for the large and tiny shapes also keeps the decision away from a neighbour's burst of load at the
-    moment of the probe.  Where other jobs share the cores all the time, ``threads: 1`` is the safe setting:
-    two OpenMP threads that wait on each other at every step slow down far more than one thread does.
+    Tiny steps (and hand-written cells, a Python loop per step) keep one thread; the default pipeline's text
+    runs take two cores.  Where other jobs share the cores all the time, ``threads: 1`` is the safe setting: two
+    OpenMP threads that wait on each other at every step slow down far more than one thread does.  Counts above
+    two follow the same rule but were not measured here.
     """
     cpus = cpus or cpu_count()
-    if cpus == 1:
-        return 1
     work = recurrent_step_flops(model, batch_size) / 1e6
-    if work >= ALL_CORES_MFLOP:
-        return cpus
-    if work < ONE_THREAD_MFLOP:
-        return 1
-    return "probe"
+    return max(1, min(cpus, 1 + int(work // MFLOP_PER_THREAD)))
 
 
-def choose_threads(requested: int, device: torch.device,
-                   make_probe: Callable[[], Callable[[int], float]] | None = None, rounds: int = 3,
-                   plan: int | str = "probe") -> int:
-    """Set and return the intra-op thread count: ``requested`` if > 0, else ``plan`` (:func:`thread_plan`)
-    when it is a count, else the fastest by ``probe``.
-
-    ``make_probe()`` returns ``probe(steps)``, which runs ``steps`` training steps and returns seconds per step
-    at the current thread count.
-    Candidates are timed interleaved (1, 2, 1, 2, ...) and each keeps its best round, so a burst of load
-    from another process penalises one round rather than one candidate; a larger count must beat the one
-    chosen so far by :data:`MIN_GAIN`.  On CUDA the count only matters
-    for host-side work and torch's default is kept.
-    """
+def choose_threads(requested: int, device: torch.device, plan: int | None = None) -> int:
+    """Set and return the intra-op thread count: ``requested`` if > 0, else ``plan`` (:func:`thread_plan`) on a
+    CPU.  On CUDA the count only matters for host-side work and torch's default is kept."""
     if requested > 0:
         return set_threads(requested)
-    if device.type != "cpu":
+    if device.type != "cpu" or plan is None:
         return set_threads(None)
-    if isinstance(plan, int):
-        return set_threads(plan)
-    if make_probe is None:
-        return set_threads(None)
-    candidates = sorted({1, min(2, cpu_count()), cpu_count()})
-    if len(candidates) == 1:
-        return set_threads(1)
-    probe = make_probe()
-    timings: dict[int, float] = {}
-    steps = 1
-    for round_ in range(rounds + 1):
-        for n in candidates:
-            set_threads(n)
-            seconds = probe(steps)  # round 0 warms up each count (allocations, kernel selection)
-            if round_:
-                timings[n] = min(timings.get(n, float("inf")), seconds)
-        if round_ == 0:  # time at least ~50 ms per measurement: a millisecond step alone is all noise
-            steps = max(2, min(20, math.ceil(0.05 / max(seconds, 1e-6))))
-    best = candidates[0]
-    for n in candidates[1:]:  # more threads only for a clear gain: see MIN_GAIN
-        if timings[n] * MIN_GAIN < timings[best]:
-            best = n
-    return set_threads(best)
-
-
-def step_timer(model: nn.Module, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
-               train_step: Callable[[nn.Module, torch.optim.Optimizer], None]) -> Callable[[int], float]:
-    """A probe for :func:`choose_threads`: seconds per step of ``train_step`` on a throwaway copy of ``model``.
-
-    The copy and its optimizer are discarded and every RNG is forked, so probing changes nothing the run
-    then does (dropout draws included).
-    """
-    clone = copy.deepcopy(model)
-    optimizer = make_optimizer(clone)
-
-    def probe(steps: int) -> float:
-        with torch.random.fork_rng(devices=[]):
-            start = time.perf_counter()
-            for _ in range(steps):
-                train_step(clone, optimizer)
-            return (time.perf_counter() - start) / steps
-
-    return probe
+    return set_threads(plan)

@@ -26,7 +26,6 @@ The clock is injected (:mod:`.timer`); the :class:`~.reporting.Reporter` receive
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 import warnings
 from collections.abc import Mapping
@@ -49,7 +48,7 @@ from pipeline.tracking.lifecycle import end_run
 from pipeline.training import checkpoints as ckpt
 from pipeline.training import distributed
 from pipeline.training.batching import DataTooSmallError, TrainBatches
-from pipeline.training.devices import autocast, autocast_dtype, choose_threads, step_timer, thread_plan
+from pipeline.training.devices import autocast, autocast_dtype, choose_threads, thread_plan
 from pipeline.training.history import final_metrics, record_interval, record_validation
 from pipeline.training.meter import StepMeter
 from pipeline.training.optim import build_optimizer, build_scheduler, current_lr
@@ -129,8 +128,8 @@ class Trainer:
         tracker = tracker if tracker is not None else NullTracker()
         rng = self._rng
         if not rng:
-            self.loop.threads = choose_threads(self.settings.threads, self.device, self._probe,
-                                               plan=thread_plan(self.model, self.settings.batch_size))
+            self.loop.threads = choose_threads(self.settings.threads, self.device,
+                                               thread_plan(self.model, self.settings.batch_size))
         else:
             choose_threads(self.loop.threads, self.device)
         self.loop.run_id = tracker.run_id
@@ -273,13 +272,6 @@ class Trainer:
                     "settings": to_plain(self.settings), "fingerprint": self.fingerprint}
         ckpt.save_training_checkpoint(output_path(self.out_dir, "checkpoint"), self.model, training)
         self.timer.restart()
-
-    def _probe(self):
-        """Seconds per training step on a throwaway copy of the model, for the thread-count choice."""
-        settings = self.settings
-        one_step = functools.partial(train_step, batch=next(self.batches.epoch(0)), clip=settings.clip,
-                                     clip_threshold=settings.clip_threshold, amp=self.amp, check_finite=True)
-        return step_timer(self.model, lambda model: build_optimizer(model, settings), one_step)
 
     # ------------------------------------------------------------------ where the run is
 
