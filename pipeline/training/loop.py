@@ -46,7 +46,7 @@ from pipeline.runtime import resolve_device
 from pipeline.tracking import NullTracker, Tracker
 from pipeline.tracking.lifecycle import end_run
 from pipeline.training import checkpoints as ckpt
-from pipeline.training import distributed
+from pipeline.training import distributed, plots
 from pipeline.training.batching import DataTooSmallError, TrainBatches
 from pipeline.training.devices import autocast, autocast_dtype, choose_threads, thread_plan
 from pipeline.training.history import final_metrics, record_interval, record_validation
@@ -110,6 +110,7 @@ class Trainer:
         self.timer = TrainingTimer(clock)  # training time only: restarted after validations and checkpoints
         self.carried: Any = None
         self._rng: dict[str, Any] | None = None  # RNG states of a restored checkpoint, restored when the run starts
+        plots.preload()  # the end of the run draws with matplotlib: imported now, before the tracking run opens
 
     # ------------------------------------------------------------------ the run
 
