@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.tracking.companion import stage_companion
 from stages._common import option, print_summary, stage_main
 
 
@@ -32,7 +33,8 @@ def run(params_path: str, out: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return stage_main(argv, __doc__, "agreement", run, option("--out", help="output folder, curriculum/agreement"))
+    return stage_main(argv, __doc__, "agreement", run, option("--out", help="output folder, curriculum/agreement"),
+                      tracking=lambda a: stage_companion(a["params_path"], section="curriculum"))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.tracking.companion import stage_companion
 from stages._common import option, print_summary, stage_main
 
 
@@ -41,7 +42,8 @@ def run(params_path: str, data: str, out: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, __doc__, "depth", run, option("--data", help="data/tokens/<dataset>"),
-                      option("--out", help="output folder, curriculum/depth"))
+                      option("--out", help="output folder, curriculum/depth"),
+                      tracking=lambda a: stage_companion(a["params_path"], section="depth"))
 
 
 if __name__ == "__main__":

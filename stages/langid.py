@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.tracking.companion import stage_companion
 from stages._common import option, stage_main
 
 
@@ -36,7 +37,8 @@ def run(params_path: str, raw: str, out: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, __doc__, "langid", run,
                       option("--raw", help="data/raw/<corpus> holding one <lang>.txt per language"),
-                      option("--out", help="output folder, curriculum/langid"))
+                      option("--out", help="output folder, curriculum/langid"),
+                      tracking=lambda a: stage_companion(a["params_path"], section="curriculum"))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.tracking.companion import stage_companion
 from stages._common import option, print_summary, stage_main
 
 
@@ -42,7 +43,8 @@ def run(params_path: str, data: str, models: str, out: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, __doc__, "probe", run, option("--data", help="data/tokens/<dataset>"),
                       option("--models", help="models/<dataset> (holds every probed variant)"),
-                      option("--out", help="output folder, curriculum/probe"))
+                      option("--out", help="output folder, curriculum/probe"),
+                      tracking=lambda a: stage_companion(a["params_path"], section="curriculum"))
 
 
 if __name__ == "__main__":

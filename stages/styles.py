@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.tracking.companion import stage_companion
 from stages._common import option, stage_main
 
 
@@ -45,7 +46,8 @@ def run(params_path: str, tokens: str, out: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, __doc__, "styles", run,
                       option("--tokens", help="data/tokens (holds every dataset of curriculum.styles)"),
-                      option("--out", help="output folder, curriculum/styles"))
+                      option("--out", help="output folder, curriculum/styles"),
+                      tracking=lambda a: stage_companion(a["params_path"], section="curriculum"))
 
 
 if __name__ == "__main__":

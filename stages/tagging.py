@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.tracking.companion import stage_companion
 from stages._common import option, print_summary, stage_main
 
 
@@ -39,7 +40,8 @@ def run(params_path: str, data: str, out: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, __doc__, "tagging", run,
                       option("--data", help="data/tokens/<dataset> (character level)"),
-                      option("--out", help="output folder, curriculum/tagging"))
+                      option("--out", help="output folder, curriculum/tagging"),
+                      tracking=lambda a: stage_companion(a["params_path"], section="curriculum"))
 
 
 if __name__ == "__main__":

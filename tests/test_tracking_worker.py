@@ -161,3 +161,23 @@ def test_a_worker_that_died_is_one_line_and_the_store_error_keeps_its_words(mlfl
             companion.ask("open", handle=99, experiment="x", run_name="y", run_id=None, tags=None, mode="append")
     finally:
         close_companion()
+
+
+def test_which_store_a_stage_will_track_into_is_read_from_its_own_params_section(tmp_path, monkeypatch):
+    import yaml
+
+    from pipeline.tracking.companion import _stage_store
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////somewhere/mlflow.db")
+    params = {"train": {"tracking": "mlflow", "runs": {"quiet": {"overrides": {"tracking": "none"}}}},
+              "curriculum": {"tracking": "none", "depth": {"overrides": {"tracking": "none"}}}}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    assert _stage_store(str(path), "loud", None, "train") == "sqlite:////somewhere/mlflow.db"
+    assert _stage_store(str(path), "quiet", None, "train") is None
+    assert _stage_store(str(path), None, None, "curriculum") is None  # the task stages' own switch
+    assert _stage_store(str(path), None, None, "depth") is None  # train settings under the depth overrides
+    params["curriculum"] = {"tracking": "mlflow", "depth": {"overrides": {}}}
+    path.write_text(yaml.safe_dump(params))
+    assert _stage_store(str(path), None, None, "curriculum") == "sqlite:////somewhere/mlflow.db"
+    assert _stage_store(str(path), None, None, "depth") == "sqlite:////somewhere/mlflow.db"

@@ -1,21 +1,19 @@
 """A stage's MLflow work in a companion process, so that ``import mlflow`` and opening the store overlap the
 stage's own start-up (importing torch, loading data, building the model) on the other core.
 
-:func:`start_companion` starts :mod:`.worker` as ``python -m pipeline.tracking.worker`` at the very beginning of
-a stage that will track with MLflow (:func:`stage_companion`, run by ``stages._common.stage_main``), and
-:func:`pipeline.tracking.factory.open_tracker` then returns a :class:`RemoteTracker` for a run in the same store
-instead of an in-process :class:`~pipeline.tracking.mlflow_tracker.MlflowTracker`.  One companion per process
-at a time (:func:`current`); without one, trackers stay in-process.
+:func:`start_companion` starts :mod:`.worker` (``python -m pipeline.tracking.worker``) at the very beginning of
+a stage that will track with MLflow (:func:`stage_companion`, run by ``stages._common.stage_main``); then
+:func:`pipeline.tracking.factory.open_tracker` returns a :class:`RemoteTracker` for a run in that store instead
+of an in-process ``MlflowTracker``.  One companion per process at a time (:func:`current`).
 
-* Metric points are stamped here and sent without waiting (in batches); everything else waits for the
-  worker's answer (opening a run, params, tags, artifacts, the model, ``flush(wait=True)``, ``finish``), so
-  its errors are raised here as they would be in-process: a store failure is the same one-line
-  :class:`~pipeline.tracking.store.TrackingError`, a warning is warned again here.
+* Metric points are stamped here and sent without waiting (in batches); everything else waits for the worker's
+  answer (a run opened, params, tags, artifacts, the model, ``flush(wait=True)``, ``finish``), so its errors
+  are raised here as in-process: a store failure is the same one-line ``TrackingError``, a warning is warned here.
 * Frames are written by a sender thread and answers read by a reader thread, so that a signal (Ctrl-C, SIGTERM)
   interrupts the stage's wait without tearing a frame; an answer to a request abandoned that way is dropped.
 * The stage ends its runs (KILLED on a signal) and :func:`close_companion` waits until the worker has written
-  everything and exited: a finished stage means a written store.  A worker that dies turns every later request
-  into a one-line :class:`~pipeline.tracking.store.TrackingError`.
+  everything and exited: a finished stage means a written store.  A dead worker turns every later request into
+  a one-line ``TrackingError``.
 """
 
 from __future__ import annotations
@@ -76,8 +74,6 @@ class Companion:
         threading.Thread(target=self._send_loop, name="mlflow-companion-send", daemon=True).start()
         threading.Thread(target=self._read_loop, name="mlflow-companion-read", daemon=True).start()
 
-    # ------------------------------------------------------------------ requests
-
     def post(self, op: str, **payload: Any) -> None:
         """Send a request without waiting (its error, if any, comes with the run's next answer)."""
         self._outbox.put((0, op, payload))
@@ -119,8 +115,6 @@ class Companion:
         self._outbox.put(None)
         if self.used:
             self.process.wait()
-
-    # ------------------------------------------------------------------ threads
 
     def _send_loop(self) -> None:
         while (message := self._outbox.get()) is not None:
@@ -245,20 +239,20 @@ def start_companion(uri: str, *, models: bool = False) -> Companion | None:
 
 
 def stage_companion(params_path: str, *, run: str | None = None, model_dir: str | None = None,
-                    models: bool = False) -> Callable[[], None] | None:
+                    models: bool = False, section: str = "train") -> Callable[[], None] | None:
     """Start the worker of a stage that will track with MLflow; returns :func:`close_companion`, or None.
 
-    The store is read cheaply from the params file before the stage runs (the stage still loads and checks
-    it properly): ``train.tracking``, with run ``run``'s overrides; with ``model_dir``, the training run that
-    ``<model_dir>/mlflow_run.json`` names.  No worker when the stage will not track with MLflow, on ranks other
-    than 0 of a torchrun job, when the process may use one CPU only, or when anything is unclear: the stage
-    then reports the problem itself, or tracks in-process.
+    The store is read cheaply from the params file before the stage runs (the stage still checks it properly):
+    ``train.tracking`` with run ``run``'s overrides (``section="depth"``: with ``curriculum.depth.overrides``;
+    ``"curriculum"``: ``curriculum.tracking``); with ``model_dir``, the run ``<model_dir>/mlflow_run.json`` names.
+    No worker when the stage will not track with MLflow, on ranks other than 0 of a torchrun job, when the
+    process may use one CPU only, or when anything is unclear: the stage then reports it, or tracks in-process.
     """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if os.environ.get("RANK", "0") != "0" or cpus < 2:  # the worker needs a core of its own
         return None
     try:
-        uri = _stage_store(params_path, run, model_dir)
+        uri = _stage_store(params_path, run, model_dir, section)
     except Exception:  # a file missing or malformed: the stage reports it in its own words
         return None
     if uri is None or start_companion(uri, models=models) is None:
@@ -266,7 +260,7 @@ def stage_companion(params_path: str, *, run: str | None = None, model_dir: str 
     return close_companion
 
 
-def _stage_store(params_path: str, run: str | None, model_dir: str | None) -> str | None:
+def _stage_store(params_path: str, run: str | None, model_dir: str | None, section: str) -> str | None:
     import json
 
     import yaml
@@ -274,9 +268,13 @@ def _stage_store(params_path: str, run: str | None, model_dir: str | None) -> st
     from pipeline.tracking import default_tracking_uri
 
     with open(params_path, encoding="utf-8") as f:
-        train = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["train"]
-    overrides = ((train.get("runs") or {}).get(run) or {}).get("overrides") or {} if run else {}
-    if {**train, **overrides}.get("tracking", "mlflow") != "mlflow":
+        raw = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    settings = raw.get("curriculum") or {} if section == "curriculum" else raw["train"]
+    if section == "depth":
+        overrides = ((raw.get("curriculum") or {}).get("depth") or {}).get("overrides") or {}
+    else:
+        overrides = ((settings.get("runs") or {}).get(run) or {}).get("overrides") or {} if run else {}
+    if {**settings, **overrides}.get("tracking", "mlflow") != "mlflow":
         return None
     if model_dir is None:
         return default_tracking_uri()
