@@ -14,7 +14,7 @@ shares the cores.  ``threads: 0`` therefore decides from the size of the run's r
 (:func:`thread_plan`), never from timings taken at start: those followed whatever else ran on the cores at that
 moment (a neighbour's job, the tracking worker's start-up) and made the thread count, and with it the float
 summation order of a seeded run, change from one run to the next.  BENCHMARKS.md has the measurements behind
-the threshold.
+the thresholds.
 """
 
 from __future__ import annotations
@@ -93,40 +93,47 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 #: Gates of torch's fused recurrent modules: one time step is a (batch x hidden) @ (hidden x gates*hidden) GEMM.
 GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
-#: Recurrent work per time step (MFLOP, forward, :func:`recurrent_step_flops`) that pays for one more thread,
-#: measured with bench/bench_threads.py on 2 cores (BENCHMARKS.md): a 1x256 LSTM at batch 32 (21 MFLOP) ran
-#: 1.9x faster on two threads and a 1x384 at batch 32 (44 MFLOP) 1.6-1.8x, while a 1x256 GRU or LSTM at batch
-#: 8 (4-5 MFLOP) ran at 0.7x.
-MFLOP_PER_THREAD = 12.0
+#: Recurrent work per time step (MFLOP, forward) that pays for one more thread, per kind of torch module; measured
+#: with bench/bench_threads.py on 2 cores, kernels capped to AVX2 (BENCHMARKS.md): an LSTM gains 1.5x from a second
+#: thread at 1x256 x batch 32 (21 MFLOP) and 1.7x at 1x384 x 32 (44 MFLOP); a GRU or a basic RNN gains less
+#: (1.3-1.4x at 16-31 MFLOP on streams) and loses on padded name batches (1x256 x 32 GRU: 0.5x).
+MFLOP_PER_THREAD = {"LSTM": 12.0, "GRU": 24.0, "RNN_TANH": 24.0, "RNN_RELU": 24.0}
 
 
 def recurrent_step_flops(model: nn.Module, batch_size: int) -> float:
     """Forward FLOPs of the recurrent GEMMs of one time step of ``model`` for ``batch_size`` rows (all layers
     and directions): the sequential part of a training step, which sets how much a second thread can share.
     Hand-written cells (a Python loop per step) count as 0: their steps are too small to share."""
-    flops = 0.0
+    return sum(flops for _, flops in _recurrent_work(model, batch_size))
+
+
+def _recurrent_work(model: nn.Module, batch_size: int) -> list[tuple[str, float]]:
+    """(torch module mode, forward FLOPs of its recurrent GEMMs per time step) for each fused recurrent module."""
+    work = []
     for module in model.modules():
         if isinstance(module, nn.RNNBase):
             directions = 2 if module.bidirectional else 1
             gates = GATES.get(module.mode, 4)
+            flops = 0.0
             for layer in range(module.num_layers):
                 inputs = module.input_size if layer == 0 else module.hidden_size * directions
                 flops += 2.0 * batch_size * gates * module.hidden_size * (inputs + module.hidden_size) * directions
-    return flops
+            work.append((module.mode, flops))
+    return work
 
 
 def thread_plan(model: nn.Module, batch_size: int, cpus: int | None = None) -> int:
-    """The intra-op thread count ``threads: 0`` gives ``model`` at ``batch_size`` on a CPU: one thread per
-    :data:`MFLOP_PER_THREAD` of recurrent work per time step beyond the first, up to the usable CPUs.
+    """The intra-op thread count ``threads: 0`` gives ``model`` at ``batch_size`` on a CPU: one thread, plus one
+    per :data:`MFLOP_PER_THREAD` of recurrent work per time step, up to the usable CPUs.
 
-    Tiny steps (and hand-written cells, a Python loop per step) keep one thread; the default pipeline's text
-    runs take two cores.  Where other jobs share the cores all the time, ``threads: 1`` is the safe setting: two
-    OpenMP threads that wait on each other at every step slow down far more than one thread does.  Counts above
-    two follow the same rule but were not measured here.
+    Tiny steps (and hand-written cells, a Python loop per step) keep one thread; the default pipeline's LSTMs
+    on text take two cores.  Where other jobs share the cores all the time, ``threads: 1`` is the safe setting:
+    two OpenMP threads that wait on each other at every step slow down far more than one thread does.  Counts
+    above two follow the same rule but were not measured here.
     """
     cpus = cpus or cpu_count()
-    work = recurrent_step_flops(model, batch_size) / 1e6
-    return max(1, min(cpus, 1 + int(work // MFLOP_PER_THREAD)))
+    extra = sum(flops / 1e6 / MFLOP_PER_THREAD.get(mode, 12.0) for mode, flops in _recurrent_work(model, batch_size))
+    return max(1, min(cpus, 1 + int(extra)))
 
 
 def choose_threads(requested: int, device: torch.device, plan: int | None = None) -> int:
