@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -14,8 +15,11 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 def dry_run(target: str, venv) -> list[str]:
     """The commands ``make <target>`` would run for a virtual environment not created yet."""
-    done = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=60, check=True)
+    # Under `make test` the outer make's MAKEFLAGS/MAKELEVEL reach this make: without them (and without the
+    # directory lines a sub-make prints), the output is the same as from a shell.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    done = subprocess.run(["make", "--no-print-directory", "-n", target, f"VENV={venv}"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
     return done.stdout.splitlines()
 
 

@@ -45,7 +45,13 @@ def start_train(root: Path, run: str, out: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "stages.train", "--params", "params.yaml", "--run", run, "--data",
                "data/tokens/names-char", "--out", out]
     return subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_as_from_a_terminal)
+
+
+def _as_from_a_terminal() -> None:
+    """Ctrl-C's default action, as a shell with job control gives it: a test run started in the background (a CI
+    job, ``cmd &``) inherits SIGINT ignored, and the stage keeps an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_row(root: Path, run_id: str) -> tuple[str, dict[str, str], set[str]]:
