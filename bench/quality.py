@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = "bench/quality/params.yaml"
 OUT = Path("bench/out/quality")
 RUNS = ("shakespeare-144s", "shakespeare-10min", "ptb-15min", "ptb-60min")
-ANCHORED = {"shakespeare-vs-nanogpt": "nanogpt", "ptb-vs-wlm": "word_language_model"}
+ANCHORED = {"shakespeare-vs-nanogpt": "nanogpt", "ptb-vs-wlm": "word_language_model",
+            "ptb-vs-wlm-light-dropout": "word_language_model"}
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 # Published or measured-here anchors the targets refer to (see the issue and BENCHMARKS.md).
 TARGETS = {"shakespeare-144s": ("val", "loss", 1.55), "shakespeare-10min": ("val", "loss", 1.42),
@@ -138,8 +139,9 @@ def with_budget(run: str, seconds: float) -> str:
     return str(path)
 
 
-def run_anchors(nanogpt_repo: Path, examples_repo: Path, which: list[str]) -> None:
-    """Each anchor, then seqlab's recipe for its corpus with the anchor's training time; both sides printed."""
+def run_anchors(nanogpt_repo: Path, examples_repo: Path, which: list[str], reuse: bool = False) -> None:
+    """Each anchor, then seqlab's recipe for its corpus with the anchor's training time; both sides printed.
+    ``reuse``: take the anchor's figures from an earlier run of this script (anchors.json) instead of running it."""
     import anchors
 
     sys.path.insert(0, str(ROOT))
@@ -151,7 +153,11 @@ def run_anchors(nanogpt_repo: Path, examples_repo: Path, which: list[str]) -> No
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     env = dict(os.environ)
     for run in which:
-        if ANCHORED[run] == "nanogpt":
+        earlier = [r["anchor"] for name, r in results.items() if ANCHORED.get(name) == ANCHORED[run]]
+        if reuse and earlier:
+            anchor = earlier[0]
+            print(f"{ANCHORED[run]}: reusing its figures from {results_path} (--reuse-anchor)", flush=True)
+        elif ANCHORED[run] == "nanogpt":
             anchor = anchors.nanogpt(nanogpt_repo, sources["tinyshakespeare"], ROOT / OUT / "anchors", env)
         else:
             anchor = anchors.word_language_model(examples_repo, sources["ptb"], ROOT / OUT / "anchors", env)
@@ -183,14 +189,19 @@ def main() -> int:
     parser.add_argument("--nanogpt", type=Path, help="a clone of karpathy/nanoGPT (outside this repository)")
     parser.add_argument("--examples", type=Path, help="a clone of pytorch/examples (outside this repository)")
     parser.add_argument("--avx2", action="store_true", help="cap oneDNN, MKL and ATen at AVX2 for both sides")
+    parser.add_argument("--reuse-anchor", action="store_true",
+                        help="take an anchor's figures from bench/out/quality/anchors.json when it has them")
     args = parser.parse_args()
     if args.avx2:
         os.environ.update(AVX2)
     if args.anchors is not None:
         which = args.anchors or list(ANCHORED)
-        if ("shakespeare-vs-nanogpt" in which and not args.nanogpt) or ("ptb-vs-wlm" in which and not args.examples):
+        needs = {ANCHORED[r] for r in which}
+        if not args.reuse_anchor and (("nanogpt" in needs and not args.nanogpt)
+                                      or ("word_language_model" in needs and not args.examples)):
             parser.error("--anchors needs --nanogpt and/or --examples: clones of the anchors' repositories")
-        run_anchors(args.nanogpt and args.nanogpt.resolve(), args.examples and args.examples.resolve(), which)
+        run_anchors(args.nanogpt and args.nanogpt.resolve(), args.examples and args.examples.resolve(), which,
+                    args.reuse_anchor)
         return 0
     if not args.report_only:
         run_all(args.runs)
