@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipeline.errors import SeqlabWarning, Terminated, UserError, first_line
-from pipeline.process import install_stop_signals, watch_starter
+from pipeline.process import exit_now, install_stop_signals, started_as, watch_starter
 
 _FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
@@ -57,39 +57,9 @@ def stage_main(argv: Sequence[str] | None, doc: str | None, module: str, run: Ca
         parser.add_argument(*flags, **kwargs)
     args = vars(parser.parse_args(argv))
     code = run_main(lambda: run(**args), tracking=(lambda: tracking(args)) if tracking else None)
-    if _started_as(module):
+    if started_as(f"stages.{module}"):
         exit_now(code)
     return code
-
-
-def _started_as(module: str) -> bool:
-    """Whether this process is ``python -m stages.<module>`` itself, with no profiler or tracer attached."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    return getattr(spec, "name", None) == f"stages.{module}" and sys.getprofile() is None and sys.gettrace() is None
-
-
-def exit_now(code: int) -> None:
-    """End a finished stage process without the interpreter's finalisation of modules and objects.
-
-    Everything that writes runs first, in the interpreter's own order: other non-daemon threads are joined,
-    the ``atexit`` handlers run (MLflow's, logging's, multiprocessing's) and stdout/stderr are flushed.  What is
-    skipped frees memory only; with torch loaded it took 0.5-2.5 s of every stage (BENCHMARKS.md, "Where `make
-    repro` spends its time").  Not used under a profiler, a tracer or in-process calls of ``main``.
-    """
-    import atexit
-    import contextlib
-    import os
-    import threading
-
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said
-            stream.flush()
-    os._exit(code)
 
 
 def print_summary(stage: str, lines: dict[str, str]) -> None:

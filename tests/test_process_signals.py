@@ -67,7 +67,7 @@ def test_a_stage_process_ends_after_its_threads_atexit_handlers_and_buffered_out
 
     script = (
         "import atexit, threading, time\n"
-        "from stages._common import exit_now\n"
+        "from pipeline.process import exit_now\n"
         "atexit.register(lambda: print('atexit ran', flush=True))\n"
         "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()\n"
         "print('buffered', end=' ')\n"
