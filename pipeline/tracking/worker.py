@@ -206,7 +206,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    code = main(sys.argv[1:])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # no interpreter teardown: the stage is waiting for this exit
+    from pipeline.process import exit_now
+
+    exit_now(main(sys.argv[1:]))  # no interpreter teardown: the stage is waiting for this exit

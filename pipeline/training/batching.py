@@ -68,6 +68,7 @@ class TrainBatches:
                            stream_windows(self.streams, bptt)] if pin_memory else None
         elif mode == "windows":
             self.flat = np.concatenate([[EOS_ID], np.asarray(ids, dtype=np.int64)])
+            self.before = np.concatenate([[PAD_ID], self.flat[:-1]])  # before[i] is the token before flat[i]
             if len(self.flat) < bptt + 2:
                 raise DataTooSmallError(f"the training split has {len(ids)} tokens, fewer than one window of bptt "
                                         f"{bptt} (lower train.bptt)")
@@ -110,10 +111,9 @@ class TrainBatches:
         offsets = rng.integers(0, len(self.flat) - self.bptt - 1, size=(len(self), self.batch_size))
         rows = slice(self.rank * self.batch_size // self.world_size, (self.rank + 1) * self.batch_size // self.world_size)
         span = np.arange(self.bptt)
-        padded = np.concatenate([[PAD_ID], self.flat])  # padded[i] is the token before flat[i]
         for index in range(start, len(self)):
             at = offsets[index, rows][:, None] + span  # (B, T) positions in flat
-            batch = Batch(*(torch.from_numpy(a) for a in (self.flat[at], self.flat[at + 1], padded[at])))
+            batch = Batch(*(torch.from_numpy(a) for a in (self.flat[at], self.flat[at + 1], self.before[at])))
             yield batch.pin_memory() if self.pin_memory else batch
 
     def tokens_per_epoch(self) -> int:
