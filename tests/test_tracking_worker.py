@@ -150,6 +150,49 @@ def test_the_worker_api_in_process(mlflow_uri, tmp_path):
     assert client.search_logged_models([tracker.experiment_id])
 
 
+class _Unpicklable(__import__("torch").nn.Linear):
+    """A model that cannot be sent to the worker (pickling it fails), as one holding a lambda."""
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("cannot pickle this model: it holds a lambda")
+
+
+def test_a_model_that_cannot_be_written_fails_the_run_at_the_next_waiting_call(mlflow_uri):
+    """log_model returns while the worker writes (the stage draws its plots meanwhile); its error is raised by
+    the next call that waits, and ending the run FAILED then works and records the reason."""
+    from mlflow import MlflowClient
+
+    from pipeline.tracking.companion import close_companion, start_companion
+    from pipeline.tracking.factory import open_tracker
+
+    companion = start_companion(mlflow_uri)
+    try:
+        tracker = open_tracker("mlflow", "worker-model", "bad")
+        tracker.log_model(_Unpicklable(2, 3), "model")  # sent, not awaited: no error yet
+        tracker.log_metrics({"loss": 1.0}, step=0)  # still none: metric points never wait
+        with pytest.raises(TypeError, match="cannot pickle this model"):
+            tracker.set_tags({"stop_reason": "completed"})
+        tracker.finish("FAILED", "cannot pickle this model")
+        good = open_tracker("mlflow", "worker-model", "good")
+        good.log_model(_Unpicklable.__mro__[1](2, 3), "model")
+        with pytest.raises(TypeError, match="cannot pickle"):  # a FINISHED end waits for the model too
+            other = open_tracker("mlflow", "worker-model", "late")
+            other.log_model(_Unpicklable(2, 3), "model")
+            other.finish()
+        other.finish("FAILED", "model")
+        good.finish()
+    finally:
+        close_companion()
+    assert companion.process.poll() == 0
+    client = MlflowClient(mlflow_uri)
+    bad = client.get_run(tracker.run_id)
+    assert bad.info.status == "FAILED" and bad.data.tags["failure_reason"] == "cannot pickle this model"
+    assert "stop_reason" not in bad.data.tags  # the tags call that raised wrote nothing
+    assert client.get_run(other.run_id).info.status == "FAILED"
+    assert client.get_run(good.run_id).info.status == "FINISHED"
+    assert client.search_logged_models([good.experiment_id])  # the good model was written
+
+
 def test_a_worker_that_died_is_one_line_and_the_store_error_keeps_its_words(mlflow_uri, tmp_path):
     from pipeline.tracking.companion import close_companion, start_companion
     from pipeline.tracking.factory import open_tracker

@@ -7,8 +7,10 @@ a stage that will track with MLflow (:func:`stage_companion`, run by ``stages._c
 of an in-process ``MlflowTracker``.  One companion per process at a time (:func:`current`).
 
 * Metric points are stamped here and sent without waiting (in batches); everything else waits for the worker's
-  answer (a run opened, params, tags, artifacts, the model, ``flush(wait=True)``, ``finish``), so its errors
-  are raised here as in-process: a store failure is the same one-line ``TrackingError``, a warning is warned here.
+  answer (a run opened, params, tags, artifacts, ``flush(wait=True)``, ``finish``), so its errors are raised
+  here as in-process: a store failure is the same one-line ``TrackingError``, a warning is warned here.  The
+  model is the one exception: it is sent, and its answer is awaited by the run's next waiting call, so that the
+  stage draws its plots while the worker writes the model.
 * Frames are written by a sender thread and answers read by a reader thread, so that a signal (Ctrl-C, SIGTERM)
   interrupts the stage's wait without tearing a frame; an answer to a request abandoned that way is dropped.
 * The stage ends its runs (KILLED on a signal) and :func:`close_companion` waits until the worker has written
@@ -80,8 +82,16 @@ class Companion:
 
     def ask(self, op: str, **payload: Any) -> Any:
         """Send a request and wait for its answer; its error is raised here."""
+        return self.wait(self.send(op, **payload))
+
+    def send(self, op: str, **payload: Any) -> int:
+        """Send a request whose answer :meth:`wait` collects later; returns its id."""
         request_id = next(self._ids)
         self._outbox.put((request_id, op, payload))
+        return request_id
+
+    def wait(self, request_id: int) -> Any:
+        """The answer to request ``request_id`` (from :meth:`send`), once it comes; its error is raised here."""
         try:
             with self._ready:
                 while request_id not in self._answers and not self.gone:
@@ -164,6 +174,7 @@ class RemoteTracker:
         self.run_id, self.experiment_id, self.uri = run_id, experiment_id, uri
         self.status: str | None = None
         self._points: list[tuple[str, float, int, int]] = []
+        self._pending: list[int] = []  # requests sent without waiting (the model), settled by the next wait
         self._sent_at = time.monotonic()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -175,7 +186,7 @@ class RemoteTracker:
     def flush(self, wait: bool = False) -> None:
         self._send_points()
         if wait:
-            self._call("flush", wait=True)
+            self._call("flush", wait=True)  # settles the model first
         else:
             self.companion.post("flush", handle=self.handle)
 
@@ -190,15 +201,30 @@ class RemoteTracker:
 
     def log_model(self, model: Any, name: str = "model", *, pip_requirements: Sequence[str] = (),
                   code_paths: Sequence[str] = ()) -> None:
-        self._call("log_model", model, name, pip_requirements=list(pip_requirements), code_paths=list(code_paths))
+        """Returns once the model is sent, while the worker writes it: the stage's next work (its plots, say)
+        overlaps the write.  Its error is raised by the next call that waits (any other call but
+        ``log_metrics`` and ``flush()``); ``finish`` with a failure status ends the run whatever it was."""
+        self._send_points()
+        self._pending.append(self.companion.send("log_model", handle=self.handle, args=(model, name), kwargs={
+            "pip_requirements": list(pip_requirements), "code_paths": list(code_paths)}))
 
     def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
         """As ``MlflowTracker.finish``: the first end wins; waits until the run is ended in the store."""
         if self.status is not None:
             return
+        if status == "FINISHED":
+            self._settle()  # a model that could not be written fails the run (the caller ends it FAILED)
+        else:
+            with contextlib.suppress(TrackingError):
+                self._settle()
         self.status = status
         self._send_points()
         self.companion.ask("finish", handle=self.handle, status=status, reason=reason)
+
+    def _settle(self) -> None:
+        """Wait for the requests sent without waiting (:meth:`log_model`); the first error is raised."""
+        while self._pending:
+            self.companion.wait(self._pending.pop(0))
 
     def _send_points(self) -> None:
         points, self._points = self._points, []
@@ -207,6 +233,7 @@ class RemoteTracker:
             self.companion.post("log_points", handle=self.handle, args=(points,))
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        self._settle()
         self._send_points()
         return self.companion.ask(method, handle=self.handle, args=args, kwargs=kwargs)
 

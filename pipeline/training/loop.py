@@ -14,7 +14,9 @@ each logging interval and checkpoint, so a checkpoint never holds non-finite wei
 
 ``resume=True`` continues from ``checkpoint.pt`` exactly: weights, optimizer, schedule, RNG states, data
 position and carried state are restored, so on a CPU an interrupted-then-resumed run ends with the same
-weights and metrics as an uninterrupted one.
+weights and metrics as an uninterrupted one.  On a GPU, the dropout between the layers of a fused cuDNN stack
+draws from a generator inside cuDNN's own state, which a checkpoint cannot hold: such a run resumes close to,
+not exactly on, the uninterrupted one (docs/training.md gives the measured gap).
 
 Under ``torchrun`` (several processes, see :mod:`.distributed`) each rank trains on its share of every batch
 through a DDP wrapper (``self.train_model``) that averages gradients; only rank 0 writes files and tracks.
@@ -216,8 +218,9 @@ class Trainer:
         if not self.dist.is_main:  # DDP: rank 0 writes and tracks the result (see pipeline.training.distributed)
             return FitResult(metrics, stop, self.out_dir, None)
         clip = self.settings.clip_threshold if self.settings.clip == "norm" else None
+        self.reporter.log_model(self.model)
         files = write_outputs(self.out_dir, metrics, self.loop.epochs, self.loop.intervals, clip)
-        self.reporter.log_result(files, self.model, stop)
+        self.reporter.log_result(files, stop)
         return FitResult(metrics, stop, self.out_dir, self.reporter.run_id)
 
     # ------------------------------------------------------------------ periodic work

@@ -93,13 +93,17 @@ class Reporter:
 
     # ------------------------------------------------------------------ the end
 
-    def log_result(self, files: Sequence[Path], model: nn.Module, stop: str) -> None:
-        """The finished run: its output files, a CPU copy of ``model``, why it stopped; ends the tracker run."""
-        for path in files:
-            self.tracker.log_artifact(path)
+    def log_model(self, model: nn.Module) -> None:
+        """A CPU copy of the finished run's ``model``: first, since a tracking worker writes it while the stage
+        draws the run's plots (a store error is raised by :meth:`log_result` at the latest)."""
         cpu_model = copy.deepcopy(model).cpu().eval()
         self.tracker.log_model(cpu_model, "model", pip_requirements=model_requirements(),
                                code_paths=model_code_paths())
+
+    def log_result(self, files: Sequence[Path], stop: str) -> None:
+        """The finished run's output files and why it stopped (after :meth:`log_model`); ends the tracker run."""
+        for path in files:
+            self.tracker.log_artifact(path)
         self.tracker.set_tags({"stop_reason": stop})
         self.tracker.finish("FINISHED")
 
