@@ -1,6 +1,7 @@
 """GPU check: the CUDA tests, the quality recipes, throughput against a minimal loop, and exact resume, in one call.
 
-NOT YET RUN ON A GPU.  Written to run in ONE device call of about 8 minutes on an NVIDIA H200 (16 CPU cores):
+First run on an H200 on 2026-11-30 (results in BENCHMARKS.md, "GPU check": 534 s in all).  Written to run in
+ONE device call of about 8 minutes on an NVIDIA H200 (16 CPU cores):
 estimated ~30 s of tests, ~165 s for tinyshakespeare (120 s of training plus start-ups, validations, epoch-end
 checkpoints and the evaluation), ~235 s for PTB (180 s of training), then throughput and resume, which run last
 and shrink to end by the 8th minute (20 s each at least).  Every step is time-boxed, a failed step is recorded
