@@ -3,8 +3,11 @@
 Signals: SIGTERM and SIGHUP (``docker stop``, Slurm, CI cancellation, ``timeout``, a closed terminal) raise
 :class:`pipeline.errors.Terminated` in the main thread, a :class:`KeyboardInterrupt`, so they take Ctrl-C's
 path: the last checkpoint is kept and the tracking run is marked KILLED.  A second signal while the first is
-being handled stops the process at once.  A forked worker (a multiprocessing pool) that inherited the handler
-takes the default action instead, so terminating a pool prints nothing.
+being handled stops the process at once.  A forked child (a multiprocessing pool worker) starts with these signals
+at their default action, so terminating a pool ends its workers at once and prints nothing: they are blocked
+around the fork and the child resets them before unblocking.  Inheriting the Python-level handler instead lost
+a signal that reached a child before the interpreter's after-fork cleanup (which clears pending handler calls):
+such a worker slept in the pool's queue lock and ``Pool.join`` never returned (seen under CPU load).
 
 Orphans: :func:`watch_starter` watches the process that started this one; when it is gone (``dvc repro`` itself
 was terminated), this process gets SIGTERM instead of training on and writing outputs nobody waits for.
@@ -43,7 +46,7 @@ def install_stop_signals() -> Callable[[], None]:
     owner = os.getpid()
 
     def on_signal(signum, frame) -> None:
-        if os.getpid() != owner:  # a forked worker (a multiprocessing pool) inherited the handler: act as default
+        if os.getpid() != owner:  # a child forked without the fork hooks (see _guard_forks): act as default
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
@@ -56,6 +59,8 @@ def install_stop_signals() -> Callable[[], None]:
             return
         _raise_stop(signum)
 
+    _guard_forks()
+    _stop_handlers.add(on_signal)
     for signum in (*handled, signal.SIGINT):
         if signum == signal.SIGINT and previous[signum] is signal.SIG_IGN:
             continue  # started in the background with SIGINT ignored: keep it so
@@ -65,8 +70,51 @@ def install_stop_signals() -> Callable[[], None]:
         for signum, handler in previous.items():
             if handler is not None:
                 signal.signal(signum, handler)
+        _stop_handlers.discard(on_signal)
 
     return restore
+
+
+#: The handlers :func:`install_stop_signals` has put in place and not yet restored.
+_stop_handlers: set[Callable] = set()
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+#: Per forking thread: (the signal mask before the fork, the stop signals it blocked), from before to after.
+_forking = threading.local()
+_fork_hooks: dict = {"registered": False}
+
+
+def _guard_forks() -> None:
+    """Make every later fork of this process start its child with the stop signals at their default action.
+
+    A child that inherited :func:`install_stop_signals`'s handler would need its interpreter to run that handler;
+    a signal arriving between ``fork()`` and the interpreter's after-fork cleanup is dropped there, so a pool
+    worker terminated that early lived on.  So the signals are blocked in the forking thread around the fork,
+    and the child sets them to ``SIG_DFL`` before unblocking: one sent meanwhile waits and then ends it."""
+    if not _fork_hooks["registered"]:
+        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                            after_in_child=_after_fork_in_child)
+        _fork_hooks["registered"] = True
+
+
+def _before_fork() -> None:
+    ours = [signum for signum in _STOP_SIGNALS if signal.getsignal(signum) in _stop_handlers]
+    _forking.held = (signal.pthread_sigmask(signal.SIG_BLOCK, ours), ours) if ours else None
+
+
+def _after_fork_in_parent() -> None:
+    held, _forking.held = getattr(_forking, "held", None), None
+    if held:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held[0])
+
+
+def _after_fork_in_child() -> None:
+    held, _forking.held = getattr(_forking, "held", None), None
+    if held:
+        mask, ours = held
+        for signum in ours:
+            signal.signal(signum, signal.SIG_DFL)
+        _stop_handlers.clear()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 #: Signal state of this process: blocks deferring the stop, the signal they hold, whether a stop was raised.

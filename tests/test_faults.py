@@ -407,7 +407,8 @@ def zipfile_bytes() -> bytes:
 
 
 def test_worker_processes_end_quietly_when_their_pool_is_terminated(tmp_path):
-    """A forked pool worker inherits the stage's SIGTERM handler; terminating the pool must not print tracebacks."""
+    """Terminating a forked pool ends its workers quietly: no traceback, and no worker left waiting (one that got
+    SIGTERM before its interpreter ran used to sleep in the pool's queue lock, so ``join`` hung under CPU load)."""
     code = ("import multiprocessing, sys\n"
             "from stages._common import run_main\n"
             "def body():\n"
@@ -421,3 +422,35 @@ def test_worker_processes_end_quietly_when_their_pool_is_terminated(tmp_path):
                             text=True, timeout=60)
     assert result.returncode == 0 and result.stdout == "done\n", result.stderr
     assert result.stderr == ""
+
+
+def test_a_forked_child_starts_with_the_stop_signals_at_their_default_action(tmp_path):
+    """Forked from the main thread or another one, a child of a stage has SIGTERM, SIGHUP and SIGINT at SIG_DFL
+    and nothing blocked, so a SIGTERM ends it even before its interpreter runs; the stage keeps its handlers."""
+    code = ("import os, signal, sys, threading\n"
+            "from stages._common import run_main\n"
+            "STOP = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)\n"
+            "def state():\n"
+            "    return [signal.getsignal(s) is signal.SIG_DFL for s in STOP], signal.pthread_sigmask(signal.SIG_BLOCK, [])\n"
+            "def fork(where):\n"
+            "    r, w = os.pipe()\n"
+            "    pid = os.fork()\n"
+            "    if pid == 0:\n"
+            "        os.write(w, repr(state()).encode())\n"
+            "        signal.pause()\n"
+            "        os._exit(0)\n"
+            "    os.close(w)\n"
+            "    child = os.read(r, 1000).decode()\n"
+            "    os.kill(pid, signal.SIGTERM)\n"
+            "    print(where, child, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), state())\n"
+            "def body():\n"
+            "    fork('main')\n"
+            "    thread = threading.Thread(target=fork, args=('thread',))\n"
+            "    thread.start()\n"
+            "    thread.join()\n"
+            "sys.exit(run_main(body))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env_for(tmp_path), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    child, parent = "([True, True, True], set())", "([False, False, False], set())"
+    assert result.stdout.splitlines() == [f"{where} {child} {-signal.SIGTERM} {parent}" for where in ("main", "thread")]
