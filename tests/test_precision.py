@@ -67,3 +67,24 @@ def test_bf16_is_used_where_the_cpu_has_it():
     with warnings.catch_warnings():
         warnings.simplefilter("error", Bf16FallbackWarning)
         assert autocast_dtype(torch.device("cpu"), "bf16") is torch.bfloat16
+
+
+def test_only_a_fused_stack_with_between_layer_dropout_on_cuda_draws_dropout_inside_cudnn():
+    """The loop reseeds cuDNN's dropout state per step exactly where cuDNN draws masks from its own generator."""
+    from torch import nn
+
+    from pipeline.training.devices import draws_dropout_in_cudnn
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    stacked = nn.Sequential(nn.Embedding(5, 4), nn.LSTM(4, 8, num_layers=2, dropout=0.2))
+    assert draws_dropout_in_cudnn(stacked, cuda)
+    assert not draws_dropout_in_cudnn(stacked, cpu)  # torch's own dropout, from the checkpointed CPU generator
+    assert not draws_dropout_in_cudnn(nn.GRU(4, 8, num_layers=2, dropout=0.0), cuda)
+    assert not draws_dropout_in_cudnn(nn.Sequential(nn.LSTM(4, 8), nn.Dropout(0.5)), cuda)  # one layer: none inside
+    assert draws_dropout_in_cudnn(nn.RNN(4, 8, num_layers=3, dropout=0.1), cuda)
+    enabled = torch.backends.cudnn.enabled
+    try:
+        torch.backends.cudnn.enabled = False  # torch's native kernels: dropout from torch's generator
+        assert not draws_dropout_in_cudnn(stacked, cuda)
+    finally:
+        torch.backends.cudnn.enabled = enabled

@@ -69,3 +69,18 @@ def test_resume_on_cuda_continues_to_the_same_end(tmp_path):
     assert resumed["steps"] == whole["steps"]
     # cuDNN's kernels are not bitwise deterministic; on a GPU resume is exact in position, close in value
     assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=0.02)
+
+
+def test_resume_on_cuda_is_bit_exact_with_dropout_between_cudnn_layers(tmp_path):
+    """cuDNN draws a fused stack's between-layer dropout from its own state; reseeded from the checkpointed CUDA
+    generator every step, a resumed run ends on the uninterrupted run's weights, bit for bit."""
+    fields = {"num_layers": 2, "dropout": 0.3, "hidden_size": 64}
+    settings = tiny_settings(device="cuda", epochs=2, checkpoint_every_steps=6)
+    fit(tiny_model(len(VOCAB), **fields), TRAIN_BIG, VAL, settings, tmp_path / "whole")
+    first = tiny_settings(device="cuda", epochs=2, checkpoint_every_steps=6, max_steps=13)
+    fit(tiny_model(len(VOCAB), **fields), TRAIN_BIG, VAL, first, tmp_path / "parts")
+    fit(tiny_model(len(VOCAB), seed=5, **fields), TRAIN_BIG, VAL, settings, tmp_path / "parts", resume=True)
+    whole = load_checkpoint(output_path(tmp_path / "whole", "checkpoint"))["model_state"]
+    resumed = load_checkpoint(output_path(tmp_path / "parts", "checkpoint"))["model_state"]
+    assert whole.keys() == resumed.keys()
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole), "resumed weights differ from the uninterrupted run"

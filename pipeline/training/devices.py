@@ -30,6 +30,26 @@ from pipeline.errors import SeqlabWarning
 from pipeline.runtime import cpu_count, set_threads
 
 
+def draws_dropout_in_cudnn(model: nn.Module, device: torch.device) -> bool:
+    """Whether training ``model`` on ``device`` drops out between the layers of a fused cuDNN stack
+    (``nn.LSTM``/``nn.GRU``/``nn.RNN`` with ``num_layers`` > 1 and ``dropout`` > 0 on CUDA): those masks come from
+    a generator inside cuDNN's own state, not from torch's CUDA generator (see :func:`reseed_cudnn_dropout`)."""
+    return device.type == "cuda" and torch.backends.cudnn.enabled and any(
+        isinstance(m, nn.RNNBase) and m.num_layers > 1 and m.dropout > 0 for m in model.modules())
+
+
+def reseed_cudnn_dropout(device: torch.device) -> None:
+    """Make the next training forward of a cuDNN stack seed its dropout state from torch's CUDA generator.
+
+    cuDNN keeps the dropout generator of a fused stack inside its own state, which no checkpoint can hold;
+    PyTorch seeds it from the CUDA generator once, and again after the generator's state is set (as a restore
+    does).  Setting the generator to its own state before every step makes each step's masks a function of
+    the generator's state at that step, which the checkpoint holds: a resumed run then draws the same masks
+    as an uninterrupted one.  The price is one host synchronisation and one state initialisation per step.
+    """
+    torch.cuda.set_rng_state(torch.cuda.get_rng_state(device), device)
+
+
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The autocast dtype for ``precision`` (auto | fp32 | bf16) on ``device``; None: plain float32.
 

@@ -15,8 +15,9 @@ each logging interval and checkpoint, so a checkpoint never holds non-finite wei
 ``resume=True`` continues from ``checkpoint.pt`` exactly: weights, optimizer, schedule, RNG states, data
 position and carried state are restored, so on a CPU an interrupted-then-resumed run ends with the same
 weights and metrics as an uninterrupted one.  On a GPU, the dropout between the layers of a fused cuDNN stack
-draws from a generator inside cuDNN's own state, which a checkpoint cannot hold: such a run resumes close to,
-not exactly on, the uninterrupted one (docs/training.md gives the measured gap).
+draws from a generator inside cuDNN's own state, which a checkpoint cannot hold; the loop reseeds it from
+torch's CUDA generator before every step (:func:`~pipeline.training.devices.reseed_cudnn_dropout`), so that
+those masks follow the checkpointed generator too.
 
 Under ``torchrun`` (several processes, see :mod:`.distributed`) each rank trains on its share of every batch
 through a DDP wrapper (``self.train_model``) that averages gradients; only rank 0 writes files and tracks.
@@ -50,7 +51,14 @@ from pipeline.tracking.lifecycle import end_run
 from pipeline.training import checkpoints as ckpt
 from pipeline.training import distributed, plots
 from pipeline.training.batching import DataTooSmallError, TrainBatches
-from pipeline.training.devices import autocast, autocast_dtype, choose_threads, thread_plan
+from pipeline.training.devices import (
+    autocast,
+    autocast_dtype,
+    choose_threads,
+    draws_dropout_in_cudnn,
+    reseed_cudnn_dropout,
+    thread_plan,
+)
 from pipeline.training.history import final_metrics, record_interval, record_validation
 from pipeline.training.meter import StepMeter
 from pipeline.training.optim import build_optimizer, build_scheduler, current_lr
@@ -107,6 +115,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, settings)
         self.amp = autocast_dtype(self.device, settings.precision)
         self.directions = directions(self.model)
+        self.reseed_dropout = draws_dropout_in_cudnn(self.model, self.device)
         self.meter = StepMeter(settings.log_every_steps, len(self.directions), settings.clip, settings.clip_threshold)
         self.loop = LoopState(sums=[0.0] * len(self.directions), counts=[0] * len(self.directions))
         self.timer = TrainingTimer(clock)  # training time only: restarted after validations and checkpoints
@@ -179,6 +188,8 @@ class Trainer:
         """One optimizer step; returns the detached state to carry (None for records)."""
         settings, step = self.settings, self.loop.step + 1
         measure_layers = step % settings.layer_norms_every_steps == 0
+        if self.reseed_dropout:  # cuDNN's own dropout generator: reseeded per step, so that resume is exact
+            reseed_cudnn_dropout(self.device)
         result = train_step(self.train_model, self.optimizer, batch.to(self.device, non_blocking=True), carried,
                             params=self.params, clip=settings.clip, clip_threshold=settings.clip_threshold,
                             amp=self.amp, check_finite=self.device.type == "cpu",  # a GPU: at each interval
