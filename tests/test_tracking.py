@@ -142,6 +142,24 @@ def test_run_tags_name_commit_dirt_data_device_and_dvc(tmp_path, monkeypatch):
     assert run_tags(tmp_path, [data], "cpu")["data_hash"] != tags["data_hash"]
 
 
+def test_run_tags_unpickle_without_torch(tmp_path):
+    """The tags travel to the tracking worker pickled; a torch.device or torch's TorchVersion among them made the
+    worker import torch (~1.5 s) just to read the request that opens the run."""
+    import pickle
+    import sys
+
+    data = tmp_path / "train.npy"
+    data.write_bytes(b"abc")
+    tags = run_tags(tmp_path, [data], torch.device("cpu"), {"cell": "lstm"})
+    assert all(type(k) is str and type(v) is str for k, v in tags.items())
+    assert tags["device"] == "cpu" and tags["torch_version"] == str(torch.__version__)
+    check = ("import pickle, sys; tags = pickle.loads(sys.stdin.buffer.read()); "
+             "assert 'torch' not in sys.modules, 'unpickling imported torch'; print(tags['device'])")
+    done = subprocess.run([sys.executable, "-c", check], input=pickle.dumps(tags), capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "cpu"
+
+
 def test_experiments_are_tagged_as_model_training_also_when_made_elsewhere(mlflow_uri):
     from mlflow import MlflowClient
 

@@ -113,8 +113,10 @@ class Companion:
              mode: str) -> RemoteTracker:
         handle = next(self._handles)
         self.used = True
+        # Plain strings (as MLflow stores them): a torch object among the tags would make the worker import torch
+        # just to unpickle the request, on the stage's path (~1.5 s).
         info = self.ask("open", handle=handle, experiment=experiment, run_name=run_name, run_id=run_id,
-                        tags=dict(tags) if tags else None, mode=mode)
+                        tags={str(k): str(v) for k, v in tags.items()} if tags else None, mode=mode)
         return RemoteTracker(self, handle, **info)
 
     def close(self) -> None:

@@ -52,8 +52,8 @@ def run_tags(root: str | Path, data_files: Iterable[str | Path], device: str, ex
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
         "data_hash": data_hash(data_files),
-        "device": device,
-        "torch_version": torch.__version__,
+        "device": str(device),  # plain str: a torch.device or TorchVersion would import torch where unpickled
+        "torch_version": str(torch.__version__),
         "dvc_stage": os.environ.get("DVC_STAGE", "none"),
     }
     if os.environ.get("DVC_EXP_NAME"):
