@@ -3,9 +3,12 @@
 Started by :func:`pipeline.tracking.companion.start_companion` as ``python -m pipeline.tracking.worker URI
 REQUESTS REPLIES OWNER [--models]`` (two pipe descriptors and the stage's process id).  It imports mlflow and
 opens the store at once, while the stage imports torch and loads its data.  With ``--models`` a second thread
-then (once a run is open, or the stage has been quiet for half a second) warms up what ``log_model`` needs
-(``mlflow.pytorch``, and one model saved to a temporary folder: MLflow's first save maps every installed
-package to its modules, ~1.5 s).  Requests are served in order by one
+then warms up what ``log_model`` needs (``import torch`` for ``mlflow.pytorch``, and one model saved to a
+temporary folder: MLflow's first save maps every installed package to its modules for its requirement check,
+~1.1 s).  It starts as soon as the store is open: the stage's first requests (open the run, its params) cost
+the worker a few hundredths of a second each, so sharing the interpreter with the warm-up delays them less than
+waiting for a quiet moment delays the model at the end (measured in BENCHMARKS.md, "Stage start-up").
+Requests are served in order by one
 :class:`pipeline.tracking.mlflow_tracker.MlflowTracker` per run (see :mod:`.wire` for the frames).
 
 It ignores SIGINT, SIGTERM and SIGHUP: Ctrl-C or a CI cancel reaches the whole process group, and the stage
@@ -19,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import select
 import shutil
 import signal
 import socket
@@ -30,11 +32,6 @@ import warnings
 from typing import Any
 
 from pipeline.tracking.wire import pack_error, pack_warnings, read_frame, write_frame
-
-#: Seconds without a request after which the worker starts warming up model logging (it starts at once after a
-#: run has been opened): the warm-up thread shares the interpreter with the requests, so the stage's first
-#: requests (open the run, its params) are better served without it.
-IDLE_SECONDS = 0.5
 
 #: The ``MlflowTracker`` methods a stage may call on a run by name.
 RUN_METHODS = {"log_points", "flush", "log_params", "set_tags", "log_artifact", "log_model"}
@@ -48,7 +45,6 @@ class Worker:
         self.client: Any = None
         self.runs: dict[int, Any] = {}
         self.prewarm: threading.Thread | None = None
-        self.prewarm_pending = False  # the model warm-up starts once a run is open, or when the stage is quiet
 
     # ------------------------------------------------------------------ start-up
 
@@ -64,13 +60,8 @@ class Worker:
         _caught.clear()
 
     def start_model_prewarm(self) -> None:
-        self.prewarm_pending = False
         self.prewarm = threading.Thread(target=_prewarm_models, name="mlflow-prewarm", daemon=True)
         self.prewarm.start()
-
-    def _idle(self) -> bool:
-        """True when no request comes within :data:`IDLE_SECONDS` (always False once one is waiting)."""
-        return not select.select([self.requests], [], [], IDLE_SECONDS)[0]
 
     def wait_prewarm(self) -> None:
         if self.prewarm is not None:
@@ -81,8 +72,6 @@ class Worker:
 
     def serve(self) -> None:
         while True:
-            if self.prewarm_pending and (self.runs or self._idle()):
-                self.start_model_prewarm()
             try:
                 request_id, op, pickled = read_frame(self.requests)
             except EOFError:  # the stage is gone without closing its runs
@@ -200,7 +189,8 @@ def main(argv: list[str]) -> int:
     uri, requests, replies, owner = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
     worker = Worker(uri, requests, replies, owner)
     worker.open_store()
-    worker.prewarm_pending = "--models" in argv[4:]
+    if "--models" in argv[4:]:
+        worker.start_model_prewarm()
     worker.serve()
     return 0
 
