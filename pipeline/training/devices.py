@@ -115,9 +115,9 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 #: Recurrent work per time step (MFLOP, forward) that pays for one more thread, per kind of torch module; measured
 #: with bench/bench_threads.py on 2 cores, kernels capped to AVX2 (BENCHMARKS.md): an LSTM gains 1.5x from a second
-#: thread at 1x256 x batch 32 (21 MFLOP) and 1.7x at 1x384 x 32 (44 MFLOP); a GRU or a basic RNN gains less
-#: (1.3-1.4x at 16-31 MFLOP on streams) and loses on padded name batches (1x256 x 32 GRU: 0.5x).
-MFLOP_PER_THREAD = {"LSTM": 12.0, "GRU": 24.0, "RNN_TANH": 24.0, "RNN_RELU": 24.0}
+#: thread at 1x256 x batch 32 (21 MFLOP) and 1.7x at 1x384 x 32 (44 MFLOP); a GRU 1.3-1.4x at 16-31 MFLOP (the
+#: pipeline's 1x256 GRU on names, whole runs of its train stage: 1.38x); a basic RNN gains less (1.09x at 11 MFLOP).
+MFLOP_PER_THREAD = {"LSTM": 12.0, "GRU": 12.0, "RNN_TANH": 24.0, "RNN_RELU": 24.0}
 
 
 def recurrent_step_flops(model: nn.Module, batch_size: int) -> float:
