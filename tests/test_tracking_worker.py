@@ -124,8 +124,8 @@ def test_the_worker_api_in_process(mlflow_uri, tmp_path):
     from mlflow import MlflowClient
 
     from pipeline.tracking.companion import close_companion, start_companion
-    from pipeline.tracking.remote import RemoteTracker
     from pipeline.tracking.factory import open_tracker
+    from pipeline.tracking.remote import RemoteTracker
 
     companion = start_companion(mlflow_uri)
     try:
