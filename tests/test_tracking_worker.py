@@ -231,3 +231,23 @@ def test_which_store_a_stage_will_track_into_is_read_from_its_own_params_section
     path.write_text(yaml.safe_dump(params))
     assert _stage_store(str(path), None, None, "curriculum") == "sqlite:////somewhere/mlflow.db"
     assert _stage_store(str(path), None, None, "depth") == "sqlite:////somewhere/mlflow.db"
+
+
+@pytest.mark.parametrize("opened", [False, True])
+def test_the_model_warm_up_leaves_no_folder_behind(mlflow_uri, tmp_path, monkeypatch, opened):
+    """The warm-up saves a model into a temporary folder; a stage that closes at once (no run opened: the worker
+    meets end-of-file while still warming up) or after a run must not leave it in the temporary directory."""
+    from pipeline.tracking.companion import close_companion, start_companion
+    from pipeline.tracking.factory import open_tracker
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # the worker's tempfile folder
+    companion = start_companion(mlflow_uri, models=True)
+    try:
+        if opened:
+            open_tracker("mlflow", "warm-up", "one").finish()
+    finally:
+        close_companion()
+    assert companion.process.wait(timeout=60) == 0
+    assert not list(scratch.glob("seqlab-prewarm-*"))

@@ -74,9 +74,10 @@ class Worker:
         while True:
             try:
                 request_id, op, pickled = read_frame(self.requests)
-            except EOFError:  # the stage is gone without closing its runs
+            except EOFError:  # the stage is gone without closing its runs, or closed having opened none
                 self.end_open_runs(f"process {self.owner} on {socket.gethostname()} ended without closing the "
                                    f"run (killed)")
+                self.wait_prewarm()  # nobody waits for this exit; ending now would leave the warm-up's folder
                 return
             if op == "close":
                 self.end_open_runs(f"process {self.owner} ended without closing the run")
