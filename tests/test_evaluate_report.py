@@ -103,6 +103,51 @@ def test_bidirectional_model_is_scored_per_direction_and_sampled_forward(workspa
     assert (workspace / "samples/names-char/bilstm/samples.txt").read_text().strip()
 
 
+def test_interpolate_mixes_each_variant_with_an_ngram_fitted_on_train(workspace):
+    """evaluate.interpolate: the figures beside the model's own, the mixture's weight fitted on val, in MLflow."""
+    import yaml
+    from mlflow import MlflowClient
+
+    raw = yaml.safe_load((workspace / "params.yaml").read_text())
+    raw["evaluate"]["interpolate"] = {"names-char": {"order": 3}}
+    (workspace / "params-mixed.yaml").write_text(yaml.safe_dump(raw))
+    for variant, own in (("lstm", "perplexity"), ("bilstm", "forward_perplexity")):  # bi: its forward direction
+        assert evaluate_stage.main([
+            "--params", "params-mixed.yaml", "--run", f"names-char-{variant}", "--data", "data/tokens/names-char",
+            "--model", f"models/names-char/{variant}", "--metrics", f"metrics-mixed/{variant}.json",
+            "--samples", f"samples-mixed/{variant}"]) == 0
+        metrics = read_json(workspace / f"metrics-mixed/{variant}.json")
+        mixed = metrics["interpolated"]
+        assert mixed["ngram_order"] == 3 and 0 <= mixed["model_weight"] <= 1
+        for split in ("val", "test"):
+            assert mixed[split]["model_perplexity"] == pytest.approx(metrics[split][own], rel=1e-5)
+            assert mixed[split]["tokens"] == metrics[split]["tokens"]
+        assert mixed["val"]["perplexity"] <= min(mixed["val"]["model_perplexity"], mixed["val"]["ngram_perplexity"])
+    info = read_json(workspace / "models/names-char/lstm/mlflow_run.json")
+    logged = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(info["run_id"]).data.metrics
+    assert logged["interpolated_test_perplexity"] == pytest.approx(
+        read_json(workspace / "metrics-mixed/lstm.json")["interpolated"]["test"]["perplexity"])
+
+
+def test_interpolate_without_a_validation_split_is_one_line_and_writes_nothing(workspace, capsys):
+    import shutil
+
+    import yaml
+
+    raw = yaml.safe_load((workspace / "params.yaml").read_text())
+    raw["evaluate"]["interpolate"] = {"names-char": {"order": 3}}
+    (workspace / "params-mixed.yaml").write_text(yaml.safe_dump(raw))
+    shutil.copytree(workspace / "data/tokens/names-char", workspace / "data/tokens/no-val", dirs_exist_ok=True)
+    np.save(workspace / "data/tokens/no-val/val.npy", np.zeros(0, dtype=np.int64))
+    code = evaluate_stage.main([
+        "--params", "params-mixed.yaml", "--run", "names-char-gru", "--data", "data/tokens/no-val",
+        "--model", "models/names-char/gru", "--metrics", "metrics-no-val/gru.json", "--samples", "samples-no-val/gru"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1
+    assert "evaluate.interpolate.names-char" in err and "val.npy is empty" in err
+    assert not (workspace / "metrics-no-val/gru.json").exists() and not (workspace / "samples-no-val/gru").exists()
+
+
 def test_baseline_and_report_compare_every_variant_and_register_a_champion(workspace):
     import mlflow
 

@@ -178,7 +178,8 @@ def _check_references(sections: dict[str, Any], where: str) -> None:
     if not datasets:
         return  # a params file without data sections (tests, benchmarks) names its datasets elsewhere
     references = [(f"train.runs.{run}.dataset", cfg.dataset) for run, cfg in getattr(sections.get("train"), "runs", {}).items()]
-    references += [(f"evaluate.baselines.{name}", name) for name in getattr(sections.get("evaluate"), "baselines", {})]
+    for key in ("baselines", "interpolate"):
+        references += [(f"evaluate.{key}.{name}", name) for name in getattr(sections.get("evaluate"), key, {})]
     for key, dataset in references:
         if dataset not in datasets:
             raise ConfigError(f"{where}: {key}: unknown dataset {dataset!r} (valid: {', '.join(datasets)})")

@@ -42,6 +42,9 @@ class EvaluateConfig:
     ``windows`` (off by default) adds ``window_loss``/``window_perplexity`` per split: the mean over random
     windows with the state reset per window (:func:`pipeline.evaluation.scoring.evaluate_windows`), the
     protocol nanoGPT reports, for a fair side-by-side with models measured that way.
+    ``interpolate`` (dataset -> n-gram, empty by default) also scores each of that dataset's causal variants
+    (a bidirectional one: its forward direction) mixed with a Kneser-Ney n-gram fitted on its training split,
+    the mixture's weight fitted on validation (:mod:`pipeline.evaluation.mixture`): ``interpolated`` figures.
     """
 
     device: str = "auto"
@@ -50,6 +53,7 @@ class EvaluateConfig:
     seed: int = 1337
     samples: SampleConfig = SampleConfig(n=8, max_length=400, temperature=0.8)
     baselines: dict[str, NgramConfig] = dataclasses.field(default_factory=dict)
+    interpolate: dict[str, NgramConfig] = dataclasses.field(default_factory=dict)
     windows: WindowsConfig | None = None
     register_champion: bool = True
 

@@ -141,14 +141,21 @@ class KneserNeyLM:
                 break
         return rows
 
-    def nll(self, ids: Sequence[int] | np.ndarray) -> tuple[float, int]:
-        """Summed negative log-likelihood (nats) of every token of ``ids``, and how many were scored."""
+    def token_log_probs(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """log P(ids[i] | the tokens before it) for every ``i`` (float64, nats), the first tokens in the
+        context of ``<eos>`` as in :meth:`nll`."""
         stream = self._padded(ids)
         start = self.order - 1
+        return np.array([math.log(self.prob(stream[i - start : i], stream[i])) for i in range(start, len(stream))],
+                        dtype=np.float64)
+
+    def nll(self, ids: Sequence[int] | np.ndarray) -> tuple[float, int]:
+        """Summed negative log-likelihood (nats) of every token of ``ids``, and how many were scored."""
+        log_probs = self.token_log_probs(ids)
         total = 0.0
-        for i in range(start, len(stream)):
-            total -= math.log(self.prob(stream[i - start : i], stream[i]))
-        return total, len(stream) - start
+        for log_prob in log_probs.tolist():  # summed in order, as the baseline's figures always were
+            total -= log_prob
+        return total, len(log_probs)
 
     def perplexity(self, ids: Sequence[int] | np.ndarray) -> float:
         nll, n = self.nll(ids)

@@ -26,7 +26,8 @@ class ReportError(UserError):
 
 COLUMNS = [
     "dataset", "variant", "cell", "depth", "direction", "parameters", "val_perplexity", "test_perplexity",
-    "test_perplexity_backward", "test_bpc", "train_seconds", "tokens_per_s", "final_grad_norm",
+    "test_perplexity_backward", "test_bpc", "test_perplexity_with_ngram", "train_seconds", "tokens_per_s",
+    "final_grad_norm",
 ]
 BASELINE_VARIANT = "ngram"
 
@@ -53,7 +54,9 @@ def model_row(run: TrainRunConfig, models: Path, metrics: Path) -> dict[str, Any
         "dataset": run.dataset, "variant": run.variant, "cell": run.model.cell, "depth": run.model.num_layers,
         "direction": run.model.direction, "parameters": trained.get("parameters"),
         "val_perplexity": val.get("forward_perplexity", val.get("perplexity", trained.get("val_perplexity"))),
-        **_test_figures(evaluated), "train_seconds": trained.get("train_seconds"),
+        **_test_figures(evaluated),
+        "test_perplexity_with_ngram": (evaluated.get("interpolated", {}).get("test") or {}).get("perplexity"),
+        "train_seconds": trained.get("train_seconds"),
         "tokens_per_s": trained.get("tokens_per_s"), "final_grad_norm": trained.get("grad_norm_final"),
     }
 
@@ -90,7 +93,9 @@ def to_markdown(table: pd.DataFrame) -> str:
     """One section per dataset; the best row by test perplexity is marked."""
     parts = ["# seqlab summary", "", "Perplexity = exp(mean NLL per predicted token) on the held-out split, "
              "`<eos>` counted; bpc = bits per character (char-level data). `ngram` is the interpolated "
-             "Kneser-Ney baseline on the same tokens. Bidirectional rows: forward direction (backward beside it).",
+             "Kneser-Ney baseline on the same tokens; `test_perplexity_with_ngram` (with `evaluate.interpolate`) is the "
+             "model mixed with such an n-gram, weight fitted on val. Bidirectional rows: forward direction "
+             "(backward beside it).",
              ""]
     for dataset, group in table.groupby("dataset", sort=True):
         shown = group.drop(columns=["dataset"]).copy()

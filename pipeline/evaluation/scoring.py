@@ -5,6 +5,8 @@
   context before it (for the backward direction of a bidirectional model the context ends at the window,
   ``eval_bptt`` tokens, since carrying that state would need the future).
 * :func:`evaluate_windows`: nanoGPT's protocol, mean NLL over random windows with the state reset per window.
+* :func:`token_log_probs`: the terms of :func:`evaluate_split`'s sum one by one, each with the index of its token in
+  the split, for mixing a model with another one (:mod:`pipeline.evaluation.mixture`).
 
 All sums stay on the device as tensors; nothing here calls ``.item()`` except the final summaries.
 """
@@ -18,7 +20,7 @@ from torch import Tensor, nn
 from pipeline.data.windows import PAD_ID, record_batch, split_records, stream_windows, to_streams
 from pipeline.errors import UserError
 from pipeline.figures import nll_figures, summarize
-from pipeline.models.objective import batch_loss, directions, next_token_loss
+from pipeline.models.objective import batch_loss, directions, next_token_log_probs, next_token_loss
 
 
 class WindowsTooLongError(UserError, ValueError):
@@ -66,6 +68,52 @@ def _accumulate(model: nn.Module, batches, device, pad_id: int, carry: bool) -> 
         counts += loss.counts
         state = loss.state
     return sums, counts
+
+
+@torch.no_grad()
+def token_log_probs(model: nn.Module, ids: np.ndarray, *, mode: str = "stream", batch_size: int = 1,
+                    bptt: int = 256, device: str | torch.device = "cpu",
+                    pad_id: int = PAD_ID) -> tuple[np.ndarray, np.ndarray]:
+    """log P(token) of every token :func:`evaluate_split` scores with the same arguments (a causal model), and
+    where each token is in ``ids``: ``(positions, log_probs)``, int64 and float64, in the order of ``positions``.
+
+    ``-log_probs.sum()`` is :func:`evaluate_split`'s summed NLL.  Stream and window modes score every token;
+    ``records`` scores each record's first ``bptt`` tokens, as there.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        if mode in ("stream", "windows"):
+            rows = max(1, min(batch_size, len(ids) // max(bptt, 1)))
+            streams = to_streams(ids, rows, pad_tail=True, pad_id=pad_id)
+            state, columns = None, []
+            for batch in stream_windows(streams, bptt, pad_id=pad_id):
+                log_probs, state = next_token_log_probs(model, batch.inputs.to(device), batch.targets.to(device),
+                                                        state if mode == "stream" else None, pad_id)
+                columns.append(log_probs.double().cpu())
+            # Stream r holds tokens r*L .. r*L+L-1 of <eos> + ids, and predicts the next one: position r*L + c of ids.
+            grid = torch.cat(columns, dim=1)  # (B, L)
+            positions = torch.arange(grid.numel()).view(grid.shape)
+            keep = streams.targets != pad_id
+        elif mode == "records":
+            records = split_records(ids)
+            starts = np.concatenate([[0], np.cumsum([len(r) for r in records])[:-1]]).astype(np.int64)
+            grids, places, keeps = [], [], []
+            for first in range(0, len(records), batch_size):
+                batch = record_batch(records[first : first + batch_size], bptt, pad_id)
+                log_probs, _ = next_token_log_probs(model, batch.inputs.to(device), batch.targets.to(device), None,
+                                                    pad_id)
+                width = batch.targets.shape[1]
+                offsets = torch.from_numpy(starts[first : first + batch_size])
+                grids.append(log_probs.double().cpu().reshape(-1))
+                places.append((offsets[:, None] + torch.arange(width)).reshape(-1))
+                keeps.append((batch.targets != pad_id).reshape(-1))
+            grid, positions, keep = torch.cat(grids), torch.cat(places), torch.cat(keeps)
+        else:
+            raise ValueError(f"evaluation mode {mode!r} is not valid (choose stream, windows or records)")
+    finally:
+        model.train(was_training)
+    return positions[keep].numpy().astype(np.int64), grid[keep].numpy()
 
 
 @torch.no_grad()

@@ -3,6 +3,7 @@
 * :func:`next_token_loss`: the causal LM loss (summed NLL and the number of predicted tokens, ``<pad>``
   ignored).  A model that sees the future (``causal = False``) is refused with ``NonCausalModelError``:
   a bidirectional RNN trained as a next-token model just copies the answer it can see.
+* :func:`next_token_log_probs`: the same loss's per-token terms, log P(target) at every position.
 * :func:`bidirectional_loss`: the ELMo-style objective, forward direction predicting x<t+1> and backward
   direction predicting x<t-1>, reported per direction.
 * :func:`batch_loss`: picks one of the two from ``model.causal``; the training loop's single entry point.
@@ -67,6 +68,24 @@ def next_token_loss(model: nn.Module, inputs: Tensor, targets: Tensor, state: An
     logits, state = model(inputs, state)  # (B, T, V)
     total, count = _nll_sum(logits, targets, pad_id)
     return total, count, state
+
+
+def next_token_log_probs(model: nn.Module, inputs: Tensor, targets: Tensor, state: Any = None,
+                         pad_id: int = PAD_ID) -> tuple[Tensor, Any]:
+    """log P(target) at every position of ``targets`` (B, T), float32, 0 where the target is ``<pad>``; and the
+    state.  The per-token terms whose negated sum :func:`next_token_loss` returns (for mixing with other models)."""
+    ensure_causal(model, "be scored token by token as a next-token model")
+    keep = targets != pad_id
+    safe_targets = torch.where(keep, targets, torch.zeros_like(targets))  # (B, T)
+    if isinstance(getattr(model, "output", None), AdaptiveSoftmax):
+        hidden, state = model.features(inputs, state)
+        with torch.autocast(hidden.device.type, enabled=False):
+            out = model.output.adaptive(hidden.reshape(-1, hidden.shape[-1]).float(), safe_targets.reshape(-1))
+        log_probs = out.output.view(targets.shape)
+    else:
+        logits, state = model(inputs, state)  # (B, T, V)
+        log_probs = logits.float().log_softmax(-1).gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)
+    return log_probs * keep, state
 
 
 def bidirectional_loss(model: nn.Module, batch: TokenBatch, state: Any = None,
