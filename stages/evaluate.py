@@ -19,10 +19,10 @@ from stages._common import option, stage_main
 
 def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, samples: str) -> int:
     from pipeline import files
-    from pipeline.config import ConfigError, load_params
+    from pipeline.config import load_params
     from pipeline.evaluation.evaluate import draw_and_judge, generator_of, score_splits
     from pipeline.evaluation.judge import music_line
-    from pipeline.evaluation.mixture import interpolate
+    from pipeline.evaluation.mixture import interpolate_dataset, mixture_line
     from pipeline.models.checkpoint import load_checkpoint, model_from_checkpoint
     from pipeline.runtime import resolve_device, set_seed
     from pipeline.vocab import Vocabulary
@@ -37,20 +37,13 @@ def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, sa
     run_info = _training_run(settings.tracking, model_dir)  # checked before any work, as are the files above
     model = model_from_checkpoint(load_checkpoint(model_dir / "model.pt", map_location=device), device)
     splits = {split: files.read_tokens(data_dir / f"{split}.npy") for split in ("val", "test")}
-    dataset = params.train.runs[name].dataset
-    mixed_with = cfg.interpolate.get(dataset)  # an n-gram fitted on train, mixed with the model
-    if mixed_with is not None:
-        if not splits["val"].size:
-            raise ConfigError(f"{params_path}: evaluate.interpolate.{dataset}: the mixture's weight is fitted on the "
-                              f"validation split, and {data_dir / 'val.npy'} is empty: give the dataset a val share "
-                              f"or remove it from evaluate.interpolate")
-        train_ids = files.read_tokens(data_dir / "train.npy")
     char_level = vocab.meta.get("level") == "char"
+    mixed = interpolate_dataset(generator_of(model), cfg, params.train.runs[name].dataset, data_dir, splits,
+                                where=params_path, vocab_size=len(vocab), mode=settings.batching,
+                                batch_size=cfg.batch_size, bptt=cfg.bptt, device=device, char_level=char_level)
     figures = score_splits(model, splits, cfg, mode=settings.batching, char_level=char_level, device=device)
-    if mixed_with is not None:
-        figures["interpolated"] = interpolate(
-            generator_of(model), train_ids, splits, order=mixed_with.order, vocab_size=len(vocab),
-            mode=settings.batching, batch_size=cfg.batch_size, bptt=cfg.bptt, device=device, char_level=char_level)
+    if mixed is not None:  # the model mixed with an n-gram fitted on train (evaluate.interpolate)
+        figures["interpolated"] = mixed
     set_seed(cfg.seed)
     with files.atomic_dir(samples) as tmp:
         drawn, music = draw_and_judge(model, vocab, cfg, tmp, splits, device=device)
@@ -60,18 +53,9 @@ def run(params_path: str, name: str, data: str, model_dir: str, metrics: str, sa
         _log_to_run(run_info, figures, Path(samples), [f.name for f in drawn])
     test = figures.get("test", figures.get("val", {}))
     print(f"evaluate: {name}: test perplexity {test.get('perplexity', float('nan')):.3f}"
-          + (f", {test['bpc']:.3f} bpc" if "bpc" in test else "") + _interpolated_line(figures)
+          + (f", {test['bpc']:.3f} bpc" if "bpc" in test else "") + mixture_line(figures)
           + f", {len(drawn)} sample files in {samples}" + music_line(figures))
     return 0
-
-
-def _interpolated_line(figures: dict) -> str:
-    mixed = figures.get("interpolated")
-    if not mixed:
-        return ""
-    split = mixed.get("test", mixed["val"])
-    return (f"; mixed with a Kneser-Ney {mixed['ngram_order']}-gram (weight {mixed['model_weight']:.3f} on the model, "
-            f"fitted on val): {split['perplexity']:.3f}")
 
 
 def _training_run(kind: str, model_dir: Path) -> dict | None:
@@ -104,6 +88,7 @@ def _training_file(path: Path, key: str) -> dict:
 
 def _log_to_run(info: dict, figures: dict, samples: Path, files: list[str]) -> None:
     """Add the test figures and samples to the training run; its status stays what training left."""
+    from pipeline.evaluation.mixture import mixture_metrics
     from pipeline.evaluation.music import flat_metrics
     from pipeline.tracking.factory import open_tracker
     from pipeline.tracking.lifecycle import tracked_run
@@ -111,10 +96,7 @@ def _log_to_run(info: dict, figures: dict, samples: Path, files: list[str]) -> N
     with tracked_run(open_tracker("mlflow", info["experiment"], info["run_name"], run_id=info["run_id"],
                                   tracking_uri=info.get("tracking_uri"), mode="append")) as tracker:
         tracker.log_metrics({f"test_{k}": v for k, v in figures.get("test", {}).items()}, step=info["step"])
-        if mixed := figures.get("interpolated"):
-            tracker.log_metrics({"interpolated_model_weight": mixed["model_weight"],
-                                 **{f"interpolated_{split}_{k}": v for split in ("val", "test")
-                                    for k, v in mixed.get(split, {}).items()}}, step=info["step"])
+        tracker.log_metrics(mixture_metrics(figures), step=info["step"])
         tracker.log_metrics(flat_metrics(figures.get("music", {})), step=info["step"])
         for name in files:
             tracker.log_artifact(samples / name, "samples")

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
+from pipeline.config import ConfigError, EvaluateConfig
 from pipeline.figures import nll_figures, reported_figures
 
 #: EM stops when lambda moves less than this in one iteration (or after MAX_ITERATIONS).
@@ -56,6 +58,43 @@ def mixture_log_probs(model_log_probs: np.ndarray, ngram_log_probs: np.ndarray, 
     if weight <= 0.0:
         return b.copy()
     return np.logaddexp(a + math.log(weight), b + math.log1p(-weight))
+
+
+def interpolate_dataset(model: nn.Module, cfg: EvaluateConfig, dataset: str, data_dir: Path,
+                        splits: dict[str, np.ndarray], *, where: str, **scoring: Any) -> dict[str, Any] | None:
+    """What ``evaluate.interpolate`` asks for ``dataset`` (None: nothing): :func:`interpolate` with the n-gram
+    fitted on ``data_dir/train.npy``.  An empty validation split is refused in one line naming the key and file.
+    ``scoring``: :func:`interpolate`'s keywords besides ``order`` (vocab_size, mode, batch_size, bptt, device,
+    char_level)."""
+    from pipeline import files
+
+    ngram = cfg.interpolate.get(dataset)
+    if ngram is None:
+        return None
+    if not len(splits.get("val", ())):
+        raise ConfigError(f"{where}: evaluate.interpolate.{dataset}: the mixture's weight is fitted on the validation "
+                          f"split, and {data_dir / 'val.npy'} is empty: give the dataset a val share or remove it "
+                          f"from evaluate.interpolate")
+    return interpolate(model, files.read_tokens(data_dir / "train.npy"), splits, order=ngram.order, **scoring)
+
+
+def mixture_line(figures: dict[str, Any]) -> str:
+    """The stage's words for the mixture (empty without one)."""
+    mixed = figures.get("interpolated")
+    if not mixed:
+        return ""
+    split = mixed.get("test", mixed["val"])
+    return (f"; mixed with a Kneser-Ney {mixed['ngram_order']}-gram (weight {mixed['model_weight']:.3f} on the model, "
+            f"fitted on val): {split['perplexity']:.3f}")
+
+
+def mixture_metrics(figures: dict[str, Any]) -> dict[str, float]:
+    """The mixture's figures as MLflow metrics: ``interpolated_model_weight``, ``interpolated_<split>_<figure>``."""
+    mixed = figures.get("interpolated")
+    if not mixed:
+        return {}
+    return {"interpolated_model_weight": mixed["model_weight"],
+            **{f"interpolated_{split}_{k}": v for split in ("val", "test") for k, v in mixed.get(split, {}).items()}}
 
 
 def interpolate(model: nn.Module, train: np.ndarray, splits: dict[str, np.ndarray], *, order: int, vocab_size: int,
