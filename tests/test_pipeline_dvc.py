@@ -20,6 +20,9 @@ pytestmark = pytest.mark.slow
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # stages run `python -m ...`
+    # As on a user's machine: Python writes __pycache__ next to the modules each stage imports, that is inside
+    # the pipeline/ folders the stages depend on (some CI images turn bytecode writing off).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -35,6 +38,7 @@ def make_repo(tmp_path: Path, edit_params) -> Path:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         assert _run(cmd, repo).returncode == 0
+    shutil.copy(REPO_ROOT / ".dvcignore", repo / ".dvcignore")  # over the one `dvc init` wrote
     _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], repo)
     return repo
 
@@ -67,6 +71,11 @@ def test_dvc_repro_download_tokenize_then_nothing_to_do(tmp_path):
 
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert "download" in lock["stages"] and "tokenize@austen-char" in lock["stages"]
+    # The tokenize stages imported modules of pipeline/data that download (which depends on it) did not: their
+    # bytecode appeared after download's hash was recorded, and must not make download look changed.
+    assert list((repo / "pipeline" / "data").glob("__pycache__/text.*.pyc"))
+    status = _run([sys.executable, "-m", "dvc", "status", "--json"], repo)
+    assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout
     metrics = _run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo)
     assert metrics.returncode == 0 and "vocab_size" in metrics.stdout
 
