@@ -12,21 +12,29 @@ RUNTIME_STAMP := $(VENV)/.seqlab-runtime
 STAMP := $(VENV)/.seqlab-installed
 # DVC runs each stage's `python -m stages.<name>` through the shell: make sure that is the venv's python.
 export PATH := $(BIN):$(PATH)
+# pip byte-compiles every installed module one file at a time, about half of the install's time.  The installs
+# skip that and compileall does it afterwards on every core: the same .pyc files, written once, so that no stage
+# compiles a module at import (nor every time, where PYTHONDONTWRITEBYTECODE is set).  A file that does not
+# compile (torch ships tests written for newer Pythons) is left to its importer, as pip leaves it: hence `|| true`.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile
+COMPILE = $(BIN)/python -m compileall -qq -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" || true
 
 .PHONY: install repro retrain test test-fast lint ui bench clean browser-deps
 
 # What the pipeline needs (make repro, make ui): torch, then seqlab and its dependencies.
 $(RUNTIME_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
+	$(PIP_INSTALL) -e .
+	$(COMPILE)
 	@touch $@
 
 # The dev extra on top (tests, linters, the S3 remote, moto): make test, lint, retrain and install.  make repro
 # leaves it out: it is a quarter of the install time and the pipeline never imports it.
 $(STAMP): $(RUNTIME_STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PIP_INSTALL) -e ".[dev]"
+	$(COMPILE)
 	@touch $@
 
 install: $(STAMP)

@@ -37,3 +37,16 @@ def test_install_and_the_checks_add_the_dev_extra_after_the_runtime(tmp_path, ta
     runtime = next(i for i, line in enumerate(lines) if line.endswith("-e ."))
     dev = next(i for i, line in enumerate(lines) if '-e ".[dev]"' in line)
     assert runtime < dev
+
+
+@pytest.mark.parametrize("target", ["repro", "install"])
+def test_installs_leave_byte_compiling_to_one_parallel_pass_after_them(tmp_path, target):
+    lines = dry_run(target, tmp_path / "venv")
+    installs = [i for i, line in enumerate(lines) if "pip install" in line]
+    compiles = [i for i, line in enumerate(lines) if "-m compileall" in line]
+    assert installs and all("--no-compile" in lines[i] for i in installs)
+    assert compiles and all("-j 0" in lines[i] for i in compiles)
+    # every install is followed by a compile pass before anything runs from the environment
+    assert all(any(c > i for c in compiles) for i in installs)
+    if target == "repro":
+        assert max(compiles) < len(lines) - 1 and lines[-1].endswith("dvc repro")
