@@ -8,6 +8,7 @@ For every training stage the ``train_seconds`` of its ``metrics.json`` splits th
 and everything else (start-up, thread probe, validation, checkpoints, tracking, model logging).
 
     python bench/repro_stages.py                        # fresh clone of HEAD, make repro, table
+    python bench/repro_stages.py --rev a7c920b          # the same for an earlier commit (a baseline)
     python bench/repro_stages.py --venv .venv           # reuse an installed venv: dvc repro only
     python bench/repro_stages.py --env ONEDNN_MAX_CPU_ISA=AVX2 --json out.json
 
@@ -95,6 +96,7 @@ def markdown(rows: list[dict], total: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, help="clone into this folder (default: a new temporary folder)")
+    parser.add_argument("--rev", default="HEAD", help="the commit to clone and run (default: HEAD)")
     parser.add_argument("--venv", type=Path, help="reuse this installed venv and run `dvc repro` only")
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE settings for the run")
     parser.add_argument("--avx2", action="store_true", help=f"cap the kernels at AVX2: {' '.join(AVX2)}")
@@ -105,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if workdir.exists():
         shutil.rmtree(workdir)
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(workdir)], check=True)
+    subprocess.run(["git", "checkout", "--quiet", args.rev], cwd=workdir, check=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     for item in [*args.env, *(AVX2 if args.avx2 else ())]:
         name, _, value = item.partition("=")
