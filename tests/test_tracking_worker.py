@@ -251,3 +251,26 @@ def test_the_model_warm_up_leaves_no_folder_behind(mlflow_uri, tmp_path, monkeyp
         close_companion()
     assert companion.process.wait(timeout=60) == 0
     assert not list(scratch.glob("seqlab-prewarm-*"))
+
+
+def test_a_worker_removes_the_warm_up_folders_of_workers_that_were_killed(mlflow_uri, tmp_path, monkeypatch):
+    """A worker killed during its warm-up (kill -9 of the process group, the OOM killer) cannot remove its folder:
+    the next worker that warms up removes the folders whose process is gone, and leaves a live one's alone."""
+    from pipeline.tracking.companion import close_companion, start_companion
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    orphan = scratch / f"seqlab-prewarm-{gone.pid}-k2x9q_7a"
+    (orphan / "model").mkdir(parents=True)
+    (orphan / "model" / "MLmodel").write_text("flavors: {}\n")
+    live = scratch / f"seqlab-prewarm-{os.getpid()}-a8bd0c1e"  # this process: alive
+    live.mkdir()
+    other = scratch / "seqlab-prewarm-notapid"  # not a worker's name: never touched
+    other.mkdir()
+    companion = start_companion(mlflow_uri, models=True)
+    close_companion()
+    assert companion.process.wait(timeout=60) == 0
+    assert sorted(p.name for p in scratch.glob("seqlab-prewarm-*")) == sorted([live.name, other.name])

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -169,9 +170,15 @@ class _Kept(Exception):
         self.packed = packed
 
 
+#: The warm-up's temporary folders: ``seqlab-prewarm-<worker pid>-<random>``.
+PREWARM_FOLDER = re.compile(r"seqlab-prewarm-(\d+)-\w+")
+
+
 def _prewarm_models() -> None:
-    """Import what ``mlflow.pytorch.log_model`` imports lazily and save one tiny model to a temporary folder."""
-    folder = tempfile.mkdtemp(prefix="seqlab-prewarm-")
+    """Import what ``mlflow.pytorch.log_model`` imports lazily and save one tiny model to a temporary folder.
+    The folders of workers killed during their warm-up (``kill -9``, the OOM killer) are removed first."""
+    remove_orphan_prewarm_folders(tempfile.gettempdir())
+    folder = tempfile.mkdtemp(prefix=f"seqlab-prewarm-{os.getpid()}-")
     try:
         from pipeline.tracking.mlflow_tracker import warm_model_logging
 
@@ -180,6 +187,28 @@ def _prewarm_models() -> None:
         pass
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_orphan_prewarm_folders(root: str) -> list[str]:
+    """Remove the warm-up folders in ``root`` whose worker process is gone; returns their names."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(root):
+            match = PREWARM_FOLDER.fullmatch(name)
+            if match and not _alive(int(match.group(1))):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+                removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def main(argv: list[str]) -> int:
