@@ -424,10 +424,15 @@ def test_worker_processes_end_quietly_when_their_pool_is_terminated(tmp_path):
     assert result.stderr == ""
 
 
-def test_a_forked_child_starts_with_the_stop_signals_at_their_default_action(tmp_path):
+@pytest.mark.parametrize("sigint", ["handled", "ignored"])
+def test_a_forked_child_starts_with_the_stop_signals_at_their_default_action(tmp_path, sigint):
     """Forked from the main thread or another one, a child of a stage has SIGTERM, SIGHUP and SIGINT at SIG_DFL
-    and nothing blocked, so a SIGTERM ends it even before its interpreter runs; the stage keeps its handlers."""
+    and nothing blocked, so a SIGTERM ends it even before its interpreter runs; the stage keeps its handlers.
+    A stage started with SIGINT ignored (a background job of a non-interactive shell, nohup) leaves it ignored,
+    in its children too.  The test sets SIGINT itself: pytest may well have been started either way."""
+    start = "signal.SIG_IGN" if sigint == "ignored" else "signal.default_int_handler"
     code = ("import os, signal, sys, threading\n"
+            f"signal.signal(signal.SIGINT, {start})\n"
             "from stages._common import run_main\n"
             "STOP = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)\n"
             "def state():\n"
@@ -452,5 +457,6 @@ def test_a_forked_child_starts_with_the_stop_signals_at_their_default_action(tmp
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env_for(tmp_path), capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and result.stderr == "", result.stderr
-    child, parent = "([True, True, True], set())", "([False, False, False], set())"
+    child = "([True, True, False], set())" if sigint == "ignored" else "([True, True, True], set())"
+    parent = "([False, False, False], set())"
     assert result.stdout.splitlines() == [f"{where} {child} {-signal.SIGTERM} {parent}" for where in ("main", "thread")]
