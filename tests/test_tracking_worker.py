@@ -255,7 +255,9 @@ def test_the_model_warm_up_leaves_no_folder_behind(mlflow_uri, tmp_path, monkeyp
 
 def test_a_worker_removes_the_warm_up_folders_of_workers_that_were_killed(mlflow_uri, tmp_path, monkeypatch):
     """A worker killed during its warm-up (kill -9 of the process group, the OOM killer) cannot remove its folder:
-    the next worker that warms up removes the folders whose process is gone, and leaves a live one's alone."""
+    the next worker that warms up removes the folders whose process is gone (a reused pid told by its start time),
+    and leaves a live one's alone."""
+    from pipeline.process import start_ticks
     from pipeline.tracking.companion import close_companion, start_companion
 
     scratch = tmp_path / "tmp"
@@ -263,14 +265,21 @@ def test_a_worker_removes_the_warm_up_folders_of_workers_that_were_killed(mlflow
     monkeypatch.setenv("TMPDIR", str(scratch))
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    orphan = scratch / f"seqlab-prewarm-{gone.pid}-k2x9q_7a"
+    orphan = scratch / f"seqlab-prewarm-{gone.pid}-12345-k2x9q_7a"
     (orphan / "model").mkdir(parents=True)
     (orphan / "model" / "MLmodel").write_text("flavors: {}\n")
-    live = scratch / f"seqlab-prewarm-{os.getpid()}-a8bd0c1e"  # this process: alive
-    live.mkdir()
-    other = scratch / "seqlab-prewarm-notapid"  # not a worker's name: never touched
-    other.mkdir()
-    companion = start_companion(mlflow_uri, models=True)
-    close_companion()
-    assert companion.process.wait(timeout=60) == 0
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = scratch / f"seqlab-prewarm-{sleeper.pid}-{start_ticks(sleeper.pid)}-a8bd0c1e"  # still running
+        live.mkdir()
+        reused = scratch / f"seqlab-prewarm-{sleeper.pid}-1-b7ce1d2f"  # that pid, an earlier process: gone
+        reused.mkdir()
+        other = scratch / "seqlab-prewarm-notapid"  # not a worker's name: never touched
+        other.mkdir()
+        companion = start_companion(mlflow_uri, models=True)
+        close_companion()
+        assert companion.process.wait(timeout=60) == 0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
     assert sorted(p.name for p in scratch.glob("seqlab-prewarm-*")) == sorted([live.name, other.name])

@@ -170,15 +170,17 @@ class _Kept(Exception):
         self.packed = packed
 
 
-#: The warm-up's temporary folders: ``seqlab-prewarm-<worker pid>-<random>``.
-PREWARM_FOLDER = re.compile(r"seqlab-prewarm-(\d+)-\w+")
+#: The warm-up's temporary folders: ``seqlab-prewarm-<worker pid>-<its start time in ticks>-<random>``.
+PREWARM_FOLDER = re.compile(r"seqlab-prewarm-(\d+)-(\d+)-\w+")
 
 
 def _prewarm_models() -> None:
     """Import what ``mlflow.pytorch.log_model`` imports lazily and save one tiny model to a temporary folder.
     The folders of workers killed during their warm-up (``kill -9``, the OOM killer) are removed first."""
     remove_orphan_prewarm_folders(tempfile.gettempdir())
-    folder = tempfile.mkdtemp(prefix=f"seqlab-prewarm-{os.getpid()}-")
+    from pipeline.tracking.tags import START_TAG, process_tags
+
+    folder = tempfile.mkdtemp(prefix=f"seqlab-prewarm-{os.getpid()}-{process_tags()[START_TAG]}-")
     try:
         from pipeline.tracking.mlflow_tracker import warm_model_logging
 
@@ -190,25 +192,18 @@ def _prewarm_models() -> None:
 
 
 def remove_orphan_prewarm_folders(root: str) -> list[str]:
-    """Remove the warm-up folders in ``root`` whose worker process is gone; returns their names."""
-    removed = []
+    """Remove the warm-up folders in ``root`` whose worker process has certainly ended (by the rule of
+    :func:`pipeline.tracking.tags.process_gone`: a reused process id is told by its start time); their names."""
+    from pipeline.tracking.tags import PID_TAG, START_TAG, process_gone, process_tags
+
+    here, removed = process_tags(), []
     with contextlib.suppress(OSError):
         for name in os.listdir(root):
             match = PREWARM_FOLDER.fullmatch(name)
-            if match and not _alive(int(match.group(1))):
+            if match and process_gone({**here, PID_TAG: match.group(1), START_TAG: match.group(2)}):
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
                 removed.append(name)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def main(argv: list[str]) -> int:
