@@ -5,7 +5,9 @@ README's pipeline command there (``make repro``: virtual environment, install, `
 every line DVC prints with the time it arrived.  A stage's wall time runs from its ``Running stage '...'``
 line to the next stage's (or to the end); the time before the first stage is the set-up (venv and install).
 For every training stage the ``train_seconds`` of its ``metrics.json`` splits the wall time into training
-and everything else (start-up, thread probe, validation, checkpoints, tracking, model logging).
+and everything else (start-up, thread probe, validation, checkpoints, tracking, model logging).  The
+``cores`` column is the machine's busy CPU time during the stage over its wall time (``/proc/stat``, all
+processes: 2.0 on a 2-core machine is both cores busy, 1.0 is one core idle).
 
     python bench/repro_stages.py                        # fresh clone of HEAD, make repro, table
     python bench/repro_stages.py --rev a7c920b          # the same for an earlier commit (a baseline)
@@ -36,10 +38,23 @@ RUNNING = re.compile(r"Running stage '([^']+)'")
 AVX2 = ("ONEDNN_MAX_CPU_ISA=AVX2", "MKL_ENABLE_INSTRUCTIONS=AVX2", "ATEN_CPU_CAPABILITY=avx2")
 
 
-def timeline(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[list[tuple[float, str]], float, int]:
-    """Run ``cmd``; return (seconds since start, stage name) per stage start, total seconds, exit code."""
-    starts: list[tuple[float, str]] = []
-    start = time.perf_counter()
+def busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot, summed over its CPUs (0.0 without /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(v) for v in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def timeline(cmd: list[str], cwd: Path, env: dict[str, str], log: Path
+             ) -> tuple[list[tuple[float, str, float]], float, int, float]:
+    """Run ``cmd``; return (seconds since start, stage name, busy CPU seconds since start) per stage start,
+    total seconds, exit code and total busy CPU seconds."""
+    starts: list[tuple[float, str, float]] = []
+    start, busy0 = time.perf_counter(), busy_seconds()
     with log.open("w") as out, subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                                 stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         assert proc.stdout is not None
@@ -48,10 +63,10 @@ def timeline(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple
             out.write(f"{now:9.2f} {line}")
             match = RUNNING.search(line)
             if match:
-                starts.append((now, match.group(1)))
+                starts.append((now, match.group(1), busy_seconds() - busy0))
                 print(f"{now:7.1f} s  {match.group(1)}", flush=True)
         code = proc.wait()
-    return starts, time.perf_counter() - start, code
+    return starts, time.perf_counter() - start, code, busy_seconds() - busy0
 
 
 def train_seconds(workdir: Path, stage: str) -> float | None:
@@ -68,16 +83,18 @@ def train_seconds(workdir: Path, stage: str) -> float | None:
     return json.loads(metrics.read_text()).get("train_seconds") if metrics.exists() else None
 
 
-def table(starts: list[tuple[float, str]], total: float, workdir: Path) -> list[dict]:
-    rows = [{"stage": "(set-up: venv, install, dvc start)", "seconds": starts[0][0] if starts else total}]
-    for i, (t, name) in enumerate(starts):
-        end = starts[i + 1][0] if i + 1 < len(starts) else total
-        rows.append({"stage": name, "seconds": end - t, "train_seconds": train_seconds(workdir, name)})
+def table(starts: list[tuple[float, str, float]], total: float, busy: float, workdir: Path) -> list[dict]:
+    first, first_busy = (starts[0][0], starts[0][2]) if starts else (total, busy)
+    rows = [{"stage": "(set-up: venv, install, dvc start)", "seconds": first, "cores": first_busy / max(first, 1e-9)}]
+    for i, (t, name, b) in enumerate(starts):
+        end, end_busy = (starts[i + 1][0], starts[i + 1][2]) if i + 1 < len(starts) else (total, busy)
+        rows.append({"stage": name, "seconds": end - t, "cores": (end_busy - b) / max(end - t, 1e-9),
+                     "train_seconds": train_seconds(workdir, name)})
     return rows
 
 
-def markdown(rows: list[dict], total: float) -> str:
-    lines = ["| stage | wall s | training s | other s |", "|---|---|---|---|"]
+def markdown(rows: list[dict], total: float, busy_total: float = 0.0) -> str:
+    lines = ["| stage | wall s | training s | other s | cores |", "|---|---|---|---|---|"]
     trained = other = 0.0
     for r in sorted(rows, key=lambda r: -r["seconds"]):
         ts = r.get("train_seconds")
@@ -86,10 +103,10 @@ def markdown(rows: list[dict], total: float) -> str:
             trained += ts
         other += rest if rest is not None else (r["seconds"] if not r["stage"].startswith("(") else 0.0)
         lines.append(f"| {r['stage']} | {r['seconds']:.1f} | {'' if ts is None else f'{ts:.1f}'} | "
-                     f"{'' if rest is None else f'{rest:.1f}'} |")
+                     f"{'' if rest is None else f'{rest:.1f}'} | {r.get('cores', 0.0):.2f} |")
     stages = [r for r in rows if not r["stage"].startswith("(")]
     lines.append(f"| **all {len(stages)} stages + set-up** | **{total:.1f}** | **{trained:.1f}** | "
-                 f"{other:.1f} outside training, set-up excluded |")
+                 f"{other:.1f} outside training, set-up excluded | {busy_total / max(total, 1e-9):.2f} |")
     return "\n".join(lines)
 
 
@@ -122,13 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{' '.join(cmd)} in {workdir} (commit {head.stdout.strip()}, load {os.getloadavg()[0]:.2f}, "
           f"settings: {' '.join(a for a in [*args.env, *(AVX2 if args.avx2 else ())]) or 'none'})", flush=True)
     log = workdir.parent / "repro.log"
-    starts, total, code = timeline(cmd, workdir, env, log)
-    rows = table(starts, total, workdir)
-    print(markdown(rows, total))
+    starts, total, code, busy = timeline(cmd, workdir, env, log)
+    rows = table(starts, total, busy, workdir)
+    print(markdown(rows, total, busy))
     print(f"exit {code}, {total:.0f} s = {total // 60:.0f} min {total % 60:.0f} s; "
           f"load at the end {os.getloadavg()[0]:.2f}; log: {log}")
     if args.json:
-        args.json.write_text(json.dumps({"total_s": total, "exit": code, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"total_s": total, "busy_cpu_s": busy, "exit": code, "rows": rows}, indent=1))
     return code
 
 

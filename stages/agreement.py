@@ -24,7 +24,7 @@ def run(params_path: str, out: str) -> int:
     cur = params.curriculum
     device = prepare(cur.device, cur.threads)
     with TaskRuns(cur.tracking, "agreement", device=device) as runs:
-        result = run_agreement(cur.agreement, runs, device)
+        result = run_agreement(cur.agreement, runs, device, workers=cur.workers)
         runs.log_artifacts(write_agreement(Path(out), result))
     print_summary("agreement", {cell: f"longest distance learnt {m['longest_learnt']}, mean accuracy "
                                       f"{m['accuracy_mean']:.1%} ({m['train_seconds']:.0f} s)"

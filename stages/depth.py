@@ -19,7 +19,7 @@ from stages._common import option, print_summary, stage_main
 def run(params_path: str, data: str, out: str) -> int:
     from pipeline.config import load_params
     from pipeline.files import read_tokens
-    from pipeline.runtime import resolve_device
+    from pipeline.runtime import resolve_device, set_threads
     from pipeline.tasks.depth import depth_settings, run_depth, write_depth
     from pipeline.tasks.outputs import TaskRuns
     from pipeline.vocab import Vocabulary
@@ -30,10 +30,13 @@ def run(params_path: str, data: str, out: str) -> int:
     data_dir = Path(data)
     vocab = Vocabulary.load(data_dir / "vocab.json")
     splits = {s: read_tokens(data_dir / f"{s}.npy") for s in ("train", "val")}
-    with TaskRuns(settings.tracking, f"depth-{cfg.dataset}", device=resolve_device(settings.device),
+    set_threads(settings.threads or None)  # a fixed count now (fit sets it too): one thread lets depths train side by side
+    device = resolve_device(settings.device)
+    with TaskRuns(settings.tracking, f"depth-{cfg.dataset}", device=device,
                   data_files=[data_dir / f for f in ("vocab.json", "train.npy", "val.npy")]) as runs:
         result = run_depth(cfg, settings, len(vocab), splits["train"], splits["val"], Path(out) / "runs", runs.open,
-                           char_level=vocab.meta.get("level") == "char")  # fit() ends each run; the block guards
+                           char_level=vocab.meta.get("level") == "char", device=device,
+                           workers=params.curriculum.workers)  # fit() ends each run; the block guards
     write_depth(Path(out), result)
     print_summary("depth", {name: f"val loss {m['val_loss']:.4f} after {m['steps']} steps, {m['parameters']:,} "
                                   f"parameters, {m['train_seconds']:.1f} s" for name, m in result.metrics.items()})

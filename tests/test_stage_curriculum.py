@@ -126,6 +126,47 @@ def test_agreement_trains_one_tracked_run_per_cell_and_distance(workspace, mlflo
     assert sorted(p.step for p in history) == list(range(1, 31))
 
 
+def _timeless(metrics: dict) -> dict:
+    """A metrics.json without the figures that time a run."""
+    return {k: _timeless(v) if isinstance(v, dict) else v for k, v in metrics.items()
+            if k not in ("train_seconds", "tokens_per_s")}
+
+
+def test_tasks_trained_side_by_side_give_the_figures_and_runs_of_one_by_one(workspace, mlflow_uri):
+    """curriculum.workers 1 (one after another, in the stage) and 2 (two children at once): the same figures,
+    files and tracked metric histories, run by run."""
+    from mlflow import MlflowClient
+
+    outputs = {}
+    for workers in (1, 2):
+        _params(workspace / "params.yaml", tracking="mlflow", workers=workers)
+        text = (workspace / "params.yaml").read_text()
+        (workspace / "params.yaml").write_text(text.replace("tracking: none", "tracking: mlflow", 1))  # train.*: depth
+        assert agreement.main(["--out", f"w{workers}/agreement"]) == 0
+        assert tagging.main(["--data", "data/tokens/names-char", "--out", f"w{workers}/tagging"]) == 0
+        assert depth.main(["--data", "data/tokens/names-char", "--out", f"w{workers}/depth"]) == 0
+        outputs[workers] = {task: _timeless(files.read_json(workspace / f"w{workers}/{task}/metrics.json"))
+                            for task in ("agreement", "tagging", "depth")}
+        outputs[workers]["examples"] = (workspace / f"w{workers}/tagging/examples.txt").read_text()
+        outputs[workers]["curves"] = [line.split(",")[:2] + line.split(",")[3:] for line in
+                                      (workspace / f"w{workers}/depth/curves.csv").read_text().splitlines()]
+    assert outputs[1] == outputs[2]
+    client = MlflowClient(mlflow_uri)
+    for experiment in ("agreement", "tagging", "depth-names-char"):
+        runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+        by_name: dict[str, list] = {}
+        for run in runs:
+            assert run.info.status == "FINISHED"
+            by_name.setdefault(run.info.run_name, []).append(run)
+        assert by_name and all(len(pair) == 2 for pair in by_name.values())
+        for first, second in by_name.values():
+            keys = set(first.data.metrics) - {"train_seconds", "tokens_per_s", "seconds_per_step"}
+            assert keys and keys == set(second.data.metrics) - {"train_seconds", "tokens_per_s", "seconds_per_step"}
+            for key in keys:
+                assert ([(m.step, m.value) for m in client.get_metric_history(first.info.run_id, key)] ==
+                        [(m.step, m.value) for m in client.get_metric_history(second.info.run_id, key)]), key
+
+
 @pytest.mark.slow  # six small fits: ~10 s
 def test_gated_cells_learn_a_longer_agreement_distance_than_the_plain_rnn(workspace):
     """Same size, steps and batches: at distance 25 GRU and LSTM learn the agreement, the plain RNN does not.

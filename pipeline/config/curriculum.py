@@ -157,7 +157,10 @@ class CurriculumConfig:
     """The ``curriculum`` section: the probe and the small tasks, each its own DVC stage."""
 
     device: str = "cpu"  # the task models are tiny: a GPU would mostly wait on Python
-    threads: int = 1  # one thread is as fast as two for tiny recurrent steps here (PERF-NOTES.md)
+    threads: int = 1  # intra-op threads per model: a second thread barely speeds up a step this small
+    # models of one task trained at once, one process each (0: one per usable CPU; 1: one after another).
+    # Only with threads: 1 on the CPU; the figures are the same whatever it is (pipeline.tasks.parallel)
+    workers: int = 0
     tracking: Literal["mlflow", "none"] = "mlflow"
     probe: ProbeConfig = ProbeConfig()
     agreement: AgreementConfig = AgreementConfig()
@@ -169,3 +172,5 @@ class CurriculumConfig:
     def __post_init__(self) -> None:
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0: torch's default), got {self.threads}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0 (0: one per usable CPU), got {self.workers}")

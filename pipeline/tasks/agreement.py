@@ -18,6 +18,7 @@ learnt at all.  Training on [1, d] per d sits between the two and is what separa
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from pipeline.runtime import set_seed
 from pipeline.tasks import plots
 from pipeline.tasks.batches import in_chunks, pad_rows
 from pipeline.tasks.outputs import TaskRuns, write_csv, write_metrics
+from pipeline.tasks.parallel import Job, run_jobs
+from pipeline.tracking import Tracker
 from pipeline.training.supervised import train_supervised
 from pipeline.vocab import SPECIALS
 
@@ -91,22 +94,33 @@ class AgreementResult:
     examples: list[str]
 
 
-def run_agreement(cfg: AgreementConfig, runs: TaskRuns, device: str = "cpu") -> AgreementResult:
-    """Train one classifier per (cell, distance); one tracked run each, named ``<cell>-d<distance>``."""
-    rows = []
-    for cell in cfg.cells:
-        for distance in cfg.distances:
-            rows.append(_one(cfg, cell, distance, runs, device))
+def run_agreement(cfg: AgreementConfig, runs: TaskRuns, device: str = "cpu", workers: int = 1) -> AgreementResult:
+    """Train one classifier per (cell, distance); one tracked run each, named ``<cell>-d<distance>``.  Up to
+    ``workers`` train at once (:func:`pipeline.tasks.parallel.run_jobs`; 0: one per CPU): the same figures."""
+    jobs = [Job(f"{cell}-d{distance:03d}", functools.partial(_open, cfg, cell, distance, runs),
+                functools.partial(_one, cfg, cell, distance, device=device))
+            for cell in cfg.cells for distance in cfg.distances]
+    # the longest first (the cells' costs differ less than the distances'), so that no core waits at the end
+    order = sorted(range(len(jobs)), key=lambda i: -cfg.distances[i % len(cfg.distances)])
+    done = run_jobs([jobs[i] for i in order], workers, device)
+    rows = [row for _, row in sorted(zip(order, done, strict=True))]
     metrics = {cell: _summary(cfg, [r for r in rows if r["cell"] == cell]) for cell in cfg.cells}
     shown, labels = make_examples(np.array([4, 6, 8, 10]), cfg.attractor_rate, np.random.default_rng(cfg.train.seed))
     examples = [next((render(r, int(y)) for r, y in zip(shown, labels, strict=True) if y == label), "") for label in (0, 1)]
     return AgreementResult(rows, metrics, [e for e in examples if e])
 
 
-def _one(cfg: AgreementConfig, cell: str, distance: int, runs: TaskRuns, device: str) -> dict[str, Any]:
-    model_cfg = ModelConfig(cell=cell, embedding_size=cfg.embedding_size, hidden_size=cfg.hidden_size)
-    tracker = runs.open(f"{cell}-d{distance:03d}", {"agreement": cfg, "model": model_cfg, "distance": distance},
-                        {"cell": cell, "distance": str(distance)})
+def _model_config(cfg: AgreementConfig, cell: str) -> ModelConfig:
+    return ModelConfig(cell=cell, embedding_size=cfg.embedding_size, hidden_size=cfg.hidden_size)
+
+
+def _open(cfg: AgreementConfig, cell: str, distance: int, runs: TaskRuns) -> Tracker:
+    return runs.open(f"{cell}-d{distance:03d}", {"agreement": cfg, "model": _model_config(cfg, cell),
+                                                 "distance": distance}, {"cell": cell, "distance": str(distance)})
+
+
+def _one(cfg: AgreementConfig, cell: str, distance: int, tracker: Tracker, device: str) -> dict[str, Any]:
+    model_cfg = _model_config(cfg, cell)
     set_seed(cfg.train.seed)
     model = build_task_model("classifier", model_cfg, len(TOKENS), len(LABELS))
     if cfg.forget_bias:

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.config import DepthConfig, TrainSettings
+from pipeline.config import DepthConfig, ModelConfig, TrainSettings
 from pipeline.models import build_model
 from pipeline.runtime import set_seed
 from pipeline.tasks import plots
 from pipeline.tasks.outputs import write_csv, write_metrics
+from pipeline.tasks.parallel import Job, plan_workers, run_jobs
 from pipeline.tracking import Tracker
 from pipeline.training import fit, output_path
 
@@ -38,17 +40,27 @@ class DepthResult:
 
 
 def run_depth(cfg: DepthConfig, settings: TrainSettings, vocab_size: int, train_ids: np.ndarray, val_ids: np.ndarray,
-              out_dir: Path, open_tracker: Callable[[str, dict], Tracker], char_level: bool = False) -> DepthResult:
-    """Train one LM per depth into ``out_dir/layers_<n>/``; ``open_tracker(run_name, params)`` gives its run."""
-    metrics, curves = {}, []
-    for layers in cfg.layers:
+              out_dir: Path, open_tracker: Callable[[str, dict], Tracker], char_level: bool = False,
+              device: str = "cpu", workers: int = 1) -> DepthResult:
+    """Train one LM per depth into ``out_dir/layers_<n>/``; ``open_tracker(run_name, params)`` gives its run
+    (``device``: ``settings.device`` resolved).
+    Up to ``workers`` depths train at once (:func:`pipeline.tasks.parallel.run_jobs`; 0: one per CPU), the
+    deepest first, with the same figures; ``train_seconds`` is each depth's own training time either way."""
+    layers_in_order = sorted(cfg.layers, reverse=True)  # the longest first: no core waits at the end
+    side_by_side = plan_workers(workers, len(cfg.layers), device) > 1
+    run_settings = dataclasses.replace(settings, progress=False) if side_by_side else settings  # one bar each
+    jobs = []
+    for layers in layers_in_order:
         model_cfg = dataclasses.replace(cfg.model, num_layers=layers)
         name = f"layers_{layers}"
-        tracker = open_tracker(name, {"model": model_cfg, "train": settings, "dataset": cfg.dataset})
-        set_seed(settings.seed)
-        result = fit(build_model(model_cfg, vocab_size), train_ids, val_ids, settings, out_dir / name,
-                     tracker=tracker, char_level=char_level)
-        m = result.metrics
+        jobs.append(Job(name, functools.partial(open_tracker, name, {"model": model_cfg, "train": settings,
+                                                                     "dataset": cfg.dataset}),
+                        functools.partial(_fit_one, model_cfg, vocab_size, train_ids, val_ids, run_settings,
+                                          out_dir / name, char_level=char_level)))
+    done = dict(zip(layers_in_order, run_jobs(jobs, workers, device), strict=True))
+    metrics, curves = {}, []
+    for layers in cfg.layers:
+        name, m = f"layers_{layers}", done[layers]
         metrics[name] = {k: m[k] for k in ("val_loss", "val_perplexity", "steps", "train_seconds", "parameters",
                                            "tokens_per_s") if k in m}
         if "val_bpc" in m:
@@ -58,6 +70,13 @@ def run_depth(cfg: DepthConfig, settings: TrainSettings, vocab_size: int, train_
             curves.append({"layers": layers, "step": int(row["step"]), "seconds": round(int(row["step"]) * per_step, 3),
                            "train_loss": float(row["train_loss"]), "val_loss": float(row["val_loss"])})
     return DepthResult(metrics, curves)
+
+
+def _fit_one(model_cfg: ModelConfig, vocab_size: int, train_ids: np.ndarray, val_ids: np.ndarray,
+             settings: TrainSettings, out: Path, tracker: Tracker, char_level: bool) -> dict[str, Any]:
+    set_seed(settings.seed)
+    return dict(fit(build_model(model_cfg, vocab_size), train_ids, val_ids, settings, out, tracker=tracker,
+                    char_level=char_level).metrics)
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

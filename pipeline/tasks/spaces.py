@@ -14,6 +14,7 @@ tag perplexity exp(mean NLL per character), which is 2 for a coin flip and 1 for
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from pipeline.tasks import plots
 from pipeline.tasks.batches import in_chunks
 from pipeline.tasks.metrics import binary_scores, label_nll, perplexity
 from pipeline.tasks.outputs import TaskRuns, write_csv, write_metrics
+from pipeline.tasks.parallel import Job, run_jobs
+from pipeline.tracking import Tracker
 from pipeline.training.supervised import train_supervised
 from pipeline.vocab import EOS_ID, Vocabulary
 
@@ -99,33 +102,52 @@ class TaggingResult:
 
 
 def run_tagging(cfg: TaggingConfig, vocab: Vocabulary, splits: dict[str, np.ndarray], runs: TaskRuns,
-                device: str = "cpu") -> TaggingResult:
-    """Train one tagger per direction with the same budget; score them on the test split."""
+                device: str = "cpu", workers: int = 1) -> TaggingResult:
+    """Train one tagger per direction with the same budget; score them on the test split.  Up to ``workers``
+    train at once (:func:`pipeline.tasks.parallel.run_jobs`; 0: one per CPU): the same figures."""
     data = {name: remove_spaces(ids, vocab) for name, ids in splits.items()}
-    val, test = windows(*data["val"], cfg.window), windows(*data["test"], cfg.window)
-    metrics, history, examples = {}, [], {}
+    scored = windows(*data["val"], cfg.window), windows(*data["test"], cfg.window)  # raise before any run opens
+    random_windows(*data["train"], cfg.window, cfg.train.batch_size, cfg.train.seed)  # likewise
     example = slice(0, min(3 * cfg.window, len(data["test"][0])))
-    examples["input"] = "".join(vocab.decode(data["test"][0][example]))
-    examples["truth"] = restore(data["test"][0][example], data["test"][1][example], vocab)
-    for direction in cfg.directions:
-        model_cfg = dataclasses.replace(cfg.model, direction=direction)
-        tracker = runs.open(direction, {"tagging": cfg, "model": model_cfg}, {"direction": direction})
-        set_seed(cfg.train.seed)
-        model = build_task_model("tagger", model_cfg, len(vocab), 2)
-        draw = random_windows(*data["train"], cfg.window, cfg.train.batch_size, cfg.train.seed)
-        result = train_supervised(model, draw, _loss, cfg.train, device=device, tracker=tracker,
-                                  evaluate=lambda m: evaluate_tagger(m, *_to(val, device)))
-        model.eval()
-        with torch.no_grad():
-            figures = evaluate_tagger(model, *_to(test, device))
-            chars = torch.from_numpy(data["test"][0][example])[None].to(device)
-            examples[direction] = restore(data["test"][0][example], model(chars).argmax(-1)[0].cpu().numpy(), vocab)
-        tracker.log_metrics({f"test_{k}": v for k, v in figures.items()}, step=cfg.train.steps)
-        metrics[direction] = {**{f"test_{k}": v for k, v in figures.items()}, "steps": result.metrics["steps"],
-                              "train_seconds": result.metrics["train_seconds"],
-                              "parameters": result.metrics["parameters"]}
-        history += [{"direction": direction, **row} for row in result.history]
+    shown = data["test"][0][example]
+    examples = {"input": "".join(vocab.decode(shown)), "truth": restore(shown, data["test"][1][example], vocab)}
+    jobs = [Job(direction, functools.partial(_open, cfg, direction, runs),
+                functools.partial(_train_direction, cfg, direction, vocab, data["train"], scored, shown, device=device))
+            for direction in cfg.directions]
+    metrics, history = {}, []
+    for direction, (figures, rows, restored) in zip(cfg.directions, run_jobs(jobs, workers, device), strict=True):
+        metrics[direction] = figures
+        history += rows
+        examples[direction] = restored
     return TaggingResult(metrics, history, examples)
+
+
+def _open(cfg: TaggingConfig, direction: str, runs: TaskRuns) -> Tracker:
+    return runs.open(direction, {"tagging": cfg, "model": dataclasses.replace(cfg.model, direction=direction)},
+                     {"direction": direction})
+
+
+def _train_direction(cfg: TaggingConfig, direction: str, vocab: Vocabulary, train: tuple[np.ndarray, np.ndarray],
+                     scored: tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                     shown: np.ndarray, tracker: Tracker, device: str
+                     ) -> tuple[dict[str, float], list[dict[str, Any]], str]:
+    """One tagger: its test figures, its history rows, and ``shown`` (test characters) restored by it;
+    ``scored`` holds the validation and the test windows."""
+    val, test = scored
+    model_cfg = dataclasses.replace(cfg.model, direction=direction)
+    set_seed(cfg.train.seed)
+    model = build_task_model("tagger", model_cfg, len(vocab), 2)
+    draw = random_windows(*train, cfg.window, cfg.train.batch_size, cfg.train.seed)
+    result = train_supervised(model, draw, _loss, cfg.train, device=device, tracker=tracker,
+                              evaluate=lambda m: evaluate_tagger(m, *_to(val, device)))
+    model.eval()
+    with torch.no_grad():
+        figures = evaluate_tagger(model, *_to(test, device))
+        restored = restore(shown, model(torch.from_numpy(shown)[None].to(device)).argmax(-1)[0].cpu().numpy(), vocab)
+    tracker.log_metrics({f"test_{k}": v for k, v in figures.items()}, step=cfg.train.steps)
+    metrics = {**{f"test_{k}": v for k, v in figures.items()}, "steps": result.metrics["steps"],
+               "train_seconds": result.metrics["train_seconds"], "parameters": result.metrics["parameters"]}
+    return metrics, [{"direction": direction, **row} for row in result.history], restored
 
 
 def _to(tensors: tuple[torch.Tensor, ...], device: str) -> tuple[torch.Tensor, ...]:
