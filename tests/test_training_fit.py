@@ -162,3 +162,33 @@ def test_resume_without_a_checkpoint_starts_from_scratch(tmp_path):
     settings = dataclasses.replace(tiny_settings(), epochs=1)
     with pytest.warns(SeqlabWarning, match="no checkpoint at .*; starting from scratch"):
         fit(tiny_model(len(VOCAB)), TRAIN, VAL, settings, tmp_path, resume=True)
+
+
+class _PerStep(NullTracker):
+    """Keeps the per-step ``clipped`` points (1.0 where clipping fired)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clipped: dict[int, float] = {}
+
+    def log_metrics(self, metrics, step):
+        super().log_metrics(metrics, step)
+        if "clipped" in metrics:
+            self.clipped[step] = metrics["clipped"]
+
+
+def test_the_clip_rate_is_the_share_of_steps_clipped_whatever_the_interval_lengths(tmp_path):
+    """An epoch's last logging interval is shorter than the others: the run's clip_rate weights each interval's
+    rate by its steps, so it is the share of steps where clipping fired (as the per-step points say)."""
+    tracker = _PerStep()
+    settings = tiny_settings(epochs=3, log_every_steps=4, clip="norm", clip_threshold=0.3)
+    result = fit(tiny_model(len(VOCAB)), TRAIN, VAL, settings, tmp_path, tracker=tracker)
+    with open(output_path(tmp_path, "grad_norms"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    lengths = [int(b["step"]) - int(a["step"]) for a, b in zip([{"step": 0}, *rows], rows, strict=False)]
+    truth = sum(tracker.clipped.values()) / len(tracker.clipped)
+    assert len(tracker.clipped) == result.metrics["steps"] == sum(lengths) and len(set(lengths)) > 1
+    assert 0 < truth < 1
+    unweighted = sum(float(r["clip_rate"]) for r in rows) / len(rows)
+    assert unweighted != pytest.approx(truth)  # the data tell the two definitions apart
+    assert result.metrics["clip_rate"] == pytest.approx(truth)

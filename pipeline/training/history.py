@@ -61,7 +61,7 @@ def final_metrics(loop: LoopState, stop: str, epochs_done: float, parameters: in
         epochs=epochs_done, early_stopped=int(stop == "early_stopping"),
         train_loss=loop.epochs[-1]["train_loss"] if loop.epochs else math.nan,
         grad_norm_final=last.get("grad_norm_mean", math.nan),
-        clip_rate=finite_mean([r["clip_rate"] for r in loop.intervals]),
+        clip_rate=clip_share(loop.intervals),
         parameters=parameters, threads=loop.threads,
         train_seconds=round(loop.train_seconds, 3),
         tokens_per_s=round(loop.tokens / loop.train_seconds, 1) if loop.train_seconds else 0.0,
@@ -69,3 +69,16 @@ def final_metrics(loop: LoopState, stop: str, epochs_done: float, parameters: in
         tracking_share=round(loop.tracking_seconds / loop.train_seconds, 5) if loop.train_seconds else 0.0,
     )
     return metrics
+
+
+def clip_share(intervals: list[dict[str, Any]]) -> float:
+    """Share of the optimizer steps where clipping fired: each interval's rate weighted by its number of steps
+    (an epoch's last interval is shorter than ``log_every_steps``; an unweighted mean over-counts it).  The
+    steps of an interval run from the previous interval's last step; NaN when there is no interval."""
+    steps = clipped = 0.0
+    previous = 0
+    for row in intervals:
+        n, previous = row["step"] - previous, row["step"]
+        if n > 0 and math.isfinite(row["clip_rate"]):
+            steps, clipped = steps + n, clipped + n * row["clip_rate"]
+    return clipped / steps if steps else math.nan
