@@ -150,6 +150,26 @@ def test_a_job_error_is_raised_as_itself_after_the_other_children_are_stopped(on
     assert opened[1].calls == [("log_metrics", ({"loss": 2.0},), {"step": 1})]  # its points before the error
 
 
+@pytest.mark.timeout(120)
+def test_a_child_that_ignores_sigterm_is_killed(one_thread, tmp_path, monkeypatch):
+    import pipeline.tasks.parallel as parallel
+
+    monkeypatch.setattr(parallel, "STOP_SECONDS", 0.2)
+
+    def stubborn(tracker):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        (tmp_path / "stubborn.pid").write_text(str(os.getpid()))
+        time.sleep(600)
+
+    def failing(tracker):
+        assert _wait_for(lambda: (tmp_path / "stubborn.pid").exists())
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        run_jobs([Job("stubborn", Recording, stubborn), Job("failing", Recording, failing)], workers=2)
+    assert not _alive(int((tmp_path / "stubborn.pid").read_text()))
+
+
 def test_a_job_whose_process_is_killed_is_an_error_naming_it(one_thread):
     def killed(tracker):
         os.kill(os.getpid(), signal.SIGKILL)

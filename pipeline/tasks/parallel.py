@@ -46,6 +46,8 @@ R = TypeVar("R")
 
 #: Metric points a :class:`RelayTracker` collects before sending them, and the longest it keeps one (seconds).
 SEND_POINTS, SEND_SECONDS = 200, 0.5
+#: Seconds a child has to end after SIGTERM before it gets SIGKILL.
+STOP_SECONDS = 5.0
 
 
 class JobDiedError(RuntimeError):
@@ -191,7 +193,7 @@ class _Pool:
         except EOFError:
             self._reap(child)
             raise JobDiedError(f"{job.name}: its process ended without a result ({self._how_ended}); "
-                               "if it was killed for memory, set the task's workers to 1") from None
+                               "if it was killed for lack of memory, set curriculum.workers: 1") from None
         kind = message[0]
         if kind == "points":
             for metrics, step in message[1]:
@@ -213,12 +215,21 @@ class _Pool:
         self._how_ended = _describe(status)
 
     def _stop_all(self) -> None:
-        """Stop the children still running (an error or a stop of the stage) and wait for each."""
-        for child in list(self.running.values()):
+        """Stop the children still running (an error or a stop of the stage) and wait for each: SIGTERM (the
+        children's default action ends them at once), and SIGKILL for one still there after ``STOP_SECONDS``."""
+        for child in self.running.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGTERM)
-        for child in list(self.running.values()):
-            self._reap(child)
+        deadline = time.monotonic() + STOP_SECONDS
+        while self.running:
+            for child in list(self.running.values()):
+                if os.waitpid(child.pid, os.WNOHANG)[0]:
+                    del self.running[child.fd]
+                    os.close(child.fd)
+                elif time.monotonic() > deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child.pid, signal.SIGKILL)
+            time.sleep(0.01)
 
     _how_ended = ""
 
