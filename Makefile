@@ -16,8 +16,10 @@ export PATH := $(BIN):$(PATH)
 # skip that and compileall does it afterwards on every core: the same .pyc files, written once, so that no stage
 # compiles a module at import (nor every time, where PYTHONDONTWRITEBYTECODE is set).  A file that does not
 # compile (torch ships tests written for newer Pythons) is left to its importer, as pip leaves it: hence `|| true`.
+# The dependencies' own test suites (`tests/` folders: a fifth of the source, pandas and sympy most; music21 imports
+# its `test/` package, so that one stays) are never imported by the pipeline and are not compiled.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile
-COMPILE = $(BIN)/python -m compileall -qq -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" || true
+COMPILE = $(BIN)/python -m compileall -qq -j 0 -x '/tests/' "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" || true
 
 .PHONY: install repro retrain test test-fast lint ui bench clean browser-deps
 

@@ -50,3 +50,26 @@ def test_installs_leave_byte_compiling_to_one_parallel_pass_after_them(tmp_path,
     assert all(any(c > i for c in compiles) for i in installs)
     if target == "repro":
         assert max(compiles) < len(lines) - 1 and lines[-1].endswith("dvc repro")
+
+
+@pytest.mark.slow  # imports the pipeline's heavy libraries in a fresh interpreter: ~10 s
+def test_the_compile_pass_skips_no_module_the_pipeline_imports(tmp_path):
+    """The compile pass leaves out the dependencies' test folders (its -x pattern); no module that the
+    stages and their tracking worker import lives under such a path, so none of them compiles at import."""
+    import re
+    import shlex
+    import sys
+
+    (line,) = {line for line in dry_run("repro", tmp_path / "venv") if "-m compileall" in line}
+    words = shlex.split(line.split('"$(')[0])
+    pattern = words[words.index("-x") + 1]
+    heavy = ("torch", "torch._dynamo", "torch.optim", "mlflow", "mlflow.pytorch", "mlflow.store.tracking.sqlalchemy_store",
+             "pandas", "matplotlib.pyplot", "music21", "dvc.repo", "sqlalchemy", "numpy", "tqdm", "yaml")
+    code = ("import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; "
+            "import stages.train, stages.evaluate, stages.baseline, stages.report, stages.download, stages.encode_midi; "
+            "print('\\n'.join(getattr(m, '__file__', None) or '' for m in list(sys.modules.values())))")
+    done = subprocess.run([sys.executable, "-c", code, *heavy], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300, check=True)
+    files = [f for f in done.stdout.splitlines() if f.endswith(".py")]
+    assert len(files) > 2000  # the heavy stacks were imported
+    assert [f for f in files if re.search(pattern, f)] == []
