@@ -59,3 +59,9 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
         return os.cpu_count() or 1
+
+
+def resolve_workers(workers: int, n_items: int) -> int:
+    """Worker processes to use for ``n_items`` independent items (``workers`` <= 0: all usable CPUs)."""
+    wanted = workers if workers > 0 else cpu_count()
+    return max(1, min(wanted, n_items))

@@ -30,7 +30,7 @@ def run(params_path: str, data: str, out: str) -> int:
     data_dir = Path(data)
     vocab = Vocabulary.load(data_dir / "vocab.json")
     splits = {s: read_tokens(data_dir / f"{s}.npy") for s in ("train", "val")}
-    set_threads(settings.threads or None)  # a fixed count now (fit sets it too): one thread lets depths train side by side
+    set_threads(settings.threads or None)  # as fit will: with one thread the depths may train side by side
     device = resolve_device(settings.device)
     with TaskRuns(settings.tracking, f"depth-{cfg.dataset}", device=device,
                   data_files=[data_dir / f for f in ("vocab.json", "train.npy", "val.npy")]) as runs:

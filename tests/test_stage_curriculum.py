@@ -214,6 +214,17 @@ def test_tagging_compares_both_directions(workspace):
     assert (out / "tagging.png").exists() and (out / "history.csv").read_text().startswith("direction,step")
 
 
+def test_tagging_with_a_window_longer_than_the_data_is_one_line_and_opens_no_run(workspace, mlflow_uri, capsys):
+    from mlflow import MlflowClient
+
+    _params(workspace / "params.yaml", tracking="mlflow", tagging={**CURRICULUM["tagging"], "window": 100000})
+    assert tagging.main(["--data", "data/tokens/names-char", "--out", "curriculum/tagging"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fewer than tagging.window = 100000" in err
+    assert MlflowClient(mlflow_uri).get_experiment_by_name("tagging") is None
+    assert not (workspace / "curriculum/tagging").exists()
+
+
 def test_langid_learns_two_easy_languages(workspace):
     raw = workspace / "data/raw/langs"
     raw.mkdir(parents=True)

@@ -16,16 +16,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from pipeline.runtime import cpu_count
+from pipeline.runtime import resolve_workers
+
+__all__ = ["pool_map", "resolve_workers"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def resolve_workers(workers: int, n_items: int) -> int:
-    """Worker processes to use for ``n_items`` items (``workers`` <= 0: all usable CPUs)."""
-    wanted = workers if workers > 0 else cpu_count()
-    return max(1, min(wanted, n_items))
 
 
 def pool_map(fn: Callable[[T], R], items: Sequence[T], workers: int = 0) -> list[R]:

@@ -97,13 +97,13 @@ class AgreementResult:
 def run_agreement(cfg: AgreementConfig, runs: TaskRuns, device: str = "cpu", workers: int = 1) -> AgreementResult:
     """Train one classifier per (cell, distance); one tracked run each, named ``<cell>-d<distance>``.  Up to
     ``workers`` train at once (:func:`pipeline.tasks.parallel.run_jobs`; 0: one per CPU): the same figures."""
-    jobs = [Job(f"{cell}-d{distance:03d}", functools.partial(_open, cfg, cell, distance, runs),
-                functools.partial(_one, cfg, cell, distance, device=device))
-            for cell in cfg.cells for distance in cfg.distances]
+    pairs = [(cell, distance) for cell in cfg.cells for distance in cfg.distances]
     # the longest first (the cells' costs differ less than the distances'), so that no core waits at the end
-    order = sorted(range(len(jobs)), key=lambda i: -cfg.distances[i % len(cfg.distances)])
-    done = run_jobs([jobs[i] for i in order], workers, device)
-    rows = [row for _, row in sorted(zip(order, done, strict=True))]
+    longest_first = sorted(pairs, key=lambda pair: -pair[1])
+    jobs = [Job(f"{cell}-d{distance:03d}", functools.partial(_open, cfg, cell, distance, runs),
+                functools.partial(_one, cfg, cell, distance, device=device)) for cell, distance in longest_first]
+    done = dict(zip(longest_first, run_jobs(jobs, workers, device), strict=True))
+    rows = [done[pair] for pair in pairs]
     metrics = {cell: _summary(cfg, [r for r in rows if r["cell"] == cell]) for cell in cfg.cells}
     shown, labels = make_examples(np.array([4, 6, 8, 10]), cfg.attractor_rate, np.random.default_rng(cfg.train.seed))
     examples = [next((render(r, int(y)) for r, y in zip(shown, labels, strict=True) if y == label), "") for label in (0, 1)]

@@ -36,7 +36,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pipeline.runtime import cpu_count
+from pipeline.runtime import resolve_workers
 from pipeline.tracking import Tracker
 from pipeline.tracking.wire import pack_error, read_frame, unpack_error, write_frame
 
@@ -71,8 +71,7 @@ def plan_workers(workers: int, n_jobs: int, device: str = "cpu") -> int:
 
     if not sys.platform.startswith("linux") or str(device) != "cpu" or torch.get_num_threads() != 1:
         return 1
-    wanted = workers if workers > 0 else cpu_count()
-    return max(1, min(wanted, n_jobs))
+    return resolve_workers(workers, n_jobs)
 
 
 def run_jobs(jobs: Sequence[Job[R]], workers: int = 0, device: str = "cpu") -> list[R]:
@@ -191,8 +190,7 @@ class _Pool:
         try:
             message = read_frame(child.fd)
         except EOFError:
-            self._reap(child)
-            raise JobDiedError(f"{job.name}: its process ended without a result ({self._how_ended}); "
+            raise JobDiedError(f"{job.name}: its process ended without a result ({self._reap(child)}); "
                                "if it was killed for lack of memory, set curriculum.workers: 1") from None
         kind = message[0]
         if kind == "points":
@@ -208,11 +206,14 @@ class _Pool:
             self._reap(child)
             raise unpack_error(message[1])
 
-    def _reap(self, child: _Child) -> None:
+    def _reap(self, child: _Child) -> str:
+        """Wait for ``child`` to end; how it ended (exit code or signal)."""
+        self._forget(child)
+        return _describe(os.waitpid(child.pid, 0)[1])
+
+    def _forget(self, child: _Child) -> None:
         del self.running[child.fd]
         os.close(child.fd)
-        _, status = os.waitpid(child.pid, 0)
-        self._how_ended = _describe(status)
 
     def _stop_all(self) -> None:
         """Stop the children still running (an error or a stop of the stage) and wait for each: SIGTERM (the
@@ -224,14 +225,11 @@ class _Pool:
         while self.running:
             for child in list(self.running.values()):
                 if os.waitpid(child.pid, os.WNOHANG)[0]:
-                    del self.running[child.fd]
-                    os.close(child.fd)
+                    self._forget(child)
                 elif time.monotonic() > deadline:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(child.pid, signal.SIGKILL)
             time.sleep(0.01)
-
-    _how_ended = ""
 
 
 def _describe(status: int) -> str:

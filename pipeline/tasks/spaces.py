@@ -67,12 +67,17 @@ def windows(chars: np.ndarray, tags: np.ndarray, width: int) -> tuple[torch.Tens
     return torch.from_numpy(chars[: n * width].reshape(shape)), torch.from_numpy(tags[: n * width].reshape(shape))
 
 
-def random_windows(chars: np.ndarray, tags: np.ndarray, width: int, batch_size: int, seed: int):
-    """``draw(step)`` -> a batch of windows at random offsets of the training stream."""
-    rng = np.random.default_rng(seed)
-    chars_t, tags_t = torch.from_numpy(chars), torch.from_numpy(tags)
+def require_training_window(chars: np.ndarray, width: int) -> None:
+    """A window of ``width`` must fit inside the training split (raised before any run opens)."""
     if len(chars) <= width:
         raise UserError(f"the training split has {len(chars)} characters, fewer than tagging.window = {width}")
+
+
+def random_windows(chars: np.ndarray, tags: np.ndarray, width: int, batch_size: int, seed: int):
+    """``draw(step)`` -> a batch of windows at random offsets of the training stream."""
+    require_training_window(chars, width)
+    rng = np.random.default_rng(seed)
+    chars_t, tags_t = torch.from_numpy(chars), torch.from_numpy(tags)
 
     def draw(step: int):
         starts = torch.from_numpy(rng.integers(0, len(chars) - width, size=batch_size))
@@ -107,7 +112,7 @@ def run_tagging(cfg: TaggingConfig, vocab: Vocabulary, splits: dict[str, np.ndar
     train at once (:func:`pipeline.tasks.parallel.run_jobs`; 0: one per CPU): the same figures."""
     data = {name: remove_spaces(ids, vocab) for name, ids in splits.items()}
     scored = windows(*data["val"], cfg.window), windows(*data["test"], cfg.window)  # raise before any run opens
-    random_windows(*data["train"], cfg.window, cfg.train.batch_size, cfg.train.seed)  # likewise
+    require_training_window(data["train"][0], cfg.window)
     example = slice(0, min(3 * cfg.window, len(data["test"][0])))
     shown = data["test"][0][example]
     examples = {"input": "".join(vocab.decode(shown)), "truth": restore(shown, data["test"][1][example], vocab)}
