@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ class FileServer:
         self.cut: dict[str, int] = {}
         self.delay: dict[str, float] = {}
         self.requests: list[tuple[str, str | None]] = []
+        self.errors: list[BaseException] = []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -76,7 +78,16 @@ class FileServer:
                     return
                 self.wfile.write(body)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                # socketserver prints a traceback to stderr, which lands in the stderr a test
+                # captures from the code under test. A client that hung up (a timeout, a request
+                # abandoned after its status) is expected; anything else fails the test at teardown.
+                error = sys.exc_info()[1]
+                if not isinstance(error, (ConnectionResetError, BrokenPipeError)):
+                    server.errors.append(error)
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
@@ -91,6 +102,7 @@ def file_server():
     yield server
     server.httpd.shutdown()
     server.httpd.server_close()
+    assert not server.errors, f"the test file server failed: {server.errors!r}"
 
 
 @pytest.fixture
