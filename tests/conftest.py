@@ -121,6 +121,7 @@ def write_params(path: Path, text: str) -> Path:
 def _hermetic_env(monkeypatch, tmp_path_factory):
     # music21 writes a user settings/cache folder otherwise; keep it inside pytest's temp area.
     monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # user caches (~/.cache/seqlab) under that HOME
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     if "CI" not in os.environ:
