@@ -4,8 +4,9 @@ Started by :func:`pipeline.tracking.companion.start_companion` as ``python -m pi
 REQUESTS REPLIES OWNER [--models]`` (two pipe descriptors and the stage's process id).  It imports mlflow and
 opens the store at once, while the stage imports torch and loads its data.  With ``--models`` a second thread
 then warms up what ``log_model`` needs (``import torch`` for ``mlflow.pytorch``, and one model saved to a
-temporary folder: MLflow's first save maps every installed package to its modules for its requirement check,
-~1.1 s).  It starts as soon as the store is open: the stage's first requests (open the run, its params) cost
+temporary folder: MLflow's first save in a process maps every installed package to its modules for its
+requirement check, ~1.2 s, unless an earlier process in the same environment kept that map: :mod:`.packages`).
+It starts as soon as the store is open: the stage's first requests (open the run, its params) cost
 the worker a few hundredths of a second each, so sharing the interpreter with the warm-up delays them less than
 waiting for a quiet moment delays the model at the end (measured in BENCHMARKS.md, "Stage start-up").
 Requests are served in order by one
