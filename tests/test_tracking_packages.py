@@ -102,6 +102,10 @@ def test_the_fingerprint_changes_with_what_is_installed(tmp_path):
     assert fingerprint([str(site)]) == before
     assert fingerprint([str(site), str(tmp_path / "missing"), str(tmp_path / "x.zip")]) == before
     assert packages.fingerprint("3.1", [str(site)]) != before  # another MLflow
+    (site / "demo-1.0.dist-info").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert fingerprint([str(site), str(elsewhere)]) == fingerprint([str(site)])  # e.g. a stage's working directory
 
 
 def test_the_cache_folder_follows_xdg_cache_home(tmp_path, monkeypatch):

@@ -47,6 +47,8 @@ def fingerprint(mlflow_version: str, paths: list[str] | None = None) -> str:
             names = sorted(n for n in os.listdir(folder) if n.endswith((".dist-info", ".egg-info")))
         except OSError:  # a zip, a missing folder: holds no distribution folder to list
             continue
+        if not names:  # the working directory of a stage, a source folder: no distribution here
+            continue
         digest.update(f"{os.path.abspath(folder)}\n".encode())
         for name in names:
             with contextlib.suppress(OSError):
