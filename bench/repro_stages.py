@@ -13,6 +13,7 @@ processes: 2.0 on a 2-core machine is both cores busy, 1.0 is one core idle).
     python bench/repro_stages.py --rev a7c920b          # the same for an earlier commit (a baseline)
     python bench/repro_stages.py --venv .venv           # reuse an installed venv: dvc repro only
     python bench/repro_stages.py --env ONEDNN_MAX_CPU_ISA=AVX2 --json out.json
+    python bench/repro_stages.py --keep-venv             # keep the clone's .venv (removed by default: ~2 GB)
 
 ``--env`` passes settings to every stage, for example the oneDNN/MKL/ATen ISA caps that make an
 AVX-512 machine compute like an AVX2-only one.  The machine is shared: the script prints the load average
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE settings for the run")
     parser.add_argument("--avx2", action="store_true", help=f"cap the kernels at AVX2: {' '.join(AVX2)}")
     parser.add_argument("--json", type=Path, help="write the rows here too")
+    parser.add_argument("--keep-venv", action="store_true",
+                        help="keep the clone's .venv (~2 GB; by default it is removed once the table is printed)")
     args = parser.parse_args(argv)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="seqlab-repro-")) / "seqlab"
@@ -146,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
           f"load at the end {os.getloadavg()[0]:.2f}; log: {log}")
     if args.json:
         args.json.write_text(json.dumps({"total_s": total, "busy_cpu_s": busy, "exit": code, "rows": rows}, indent=1))
+    if not args.venv and not args.keep_venv:  # the outputs, the store and the log stay for a look; the venv is 2 GB
+        shutil.rmtree(workdir / ".venv", ignore_errors=True)
     return code
 
 
