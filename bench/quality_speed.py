@@ -9,7 +9,8 @@ the loop does, the per-step statistics and the schedule.  Left out: the per-para
 steps, validation and checkpoints (not training time).  The ids are random
 (speed does not depend on their values, except through the adaptive softmax: see "Ids" below), so no corpus is needed.
 
-1. **Ceiling**: the best of a few 2048^3 ``torch.mm`` in float32 and in bfloat16 at every thread count used
+1. **Ceiling**: the best of a few 2048^3 ``torch.mm`` in float32 and in bfloat16 (where the CPU has it natively:
+   elsewhere bf16 is left out, ceiling and ablation) at every thread count used
    (GFLOP/s = 2 n^3 / seconds), at the start and at the end of the run; shares use the better of the two.
 2. **Tokens/s** (input positions per second, as the loop counts them) of the chosen configuration: the median of
    ``--repeats`` timings of ``--steps`` steps, interleaved with the ablation variants, each timing after one
@@ -74,6 +75,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -92,7 +94,7 @@ from pipeline.config import ModelConfig, TrainSettings, load_params
 from pipeline.models import build_model
 from pipeline.runtime import set_threads
 from pipeline.training.batching import TrainBatches
-from pipeline.training.devices import autocast_dtype
+from pipeline.training.devices import autocast_dtype, bf16_unsupported_reason
 from pipeline.training.meter import StepMeter
 from pipeline.training.optim import build_optimizer, build_scheduler
 from pipeline.training.step import no_phase, train_step
@@ -131,7 +133,11 @@ def matmul_gflops(threads: int, dtype: torch.dtype, n: int, repeats: int) -> flo
 
 
 def ceiling(thread_counts: list[int], n: int, repeats: int) -> dict[int, dict[str, float]]:
-    return {t: {"fp32": matmul_gflops(t, torch.float32, n, repeats), "bf16": matmul_gflops(t, torch.bfloat16, n, repeats)}
+    """fp32 and bf16 GFLOP/s per thread count.  bf16 only where the CPU runs it natively: elsewhere (an AVX2-only
+    CPU) it is emulated, a 2048^3 product takes minutes and no recipe trains in it, so its ceiling is NaN."""
+    native_bf16 = bf16_unsupported_reason("cpu") is None
+    return {t: {"fp32": matmul_gflops(t, torch.float32, n, repeats),
+                "bf16": matmul_gflops(t, torch.bfloat16, n, repeats) if native_bf16 else math.nan}
             for t in thread_counts}
 
 
@@ -394,9 +400,10 @@ def rounded_percent(values: dict[str, float]) -> dict[str, float]:
 def variants(cfg: ModelConfig, s: TrainSettings, threads: int,
              thread_counts: list[int]) -> dict[str, tuple[ModelConfig, TrainSettings, int]]:
     """The chosen configuration first, then one change each."""
-    out = {"chosen": (cfg, s, threads)}
-    other = "fp32" if s.precision == "bf16" else "bf16"
-    out[other] = (cfg, dataclasses.replace(s, precision=other), threads)
+    out = {"chosen": (cfg, s, threads)}  # bf16 where the CPU lacks it: fp32, as training falls back
+    if bf16_unsupported_reason("cpu") is None:  # the other precision only where both run natively
+        other = "fp32" if s.precision == "bf16" else "bf16"
+        out[other] = (cfg, dataclasses.replace(s, precision=other), threads)
     if cfg.softmax == "adaptive":
         out["full softmax"] = (dataclasses.replace(cfg, softmax="full"), s, threads)
         tied = dataclasses.replace(cfg, softmax="full", tie_weights=True, embedding_size=cfg.hidden_size)
@@ -467,7 +474,11 @@ def add_shares(runs: dict[str, dict[str, Any]], best: dict[int, dict[str, float]
 
 
 def pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+    return "n/a" if math.isnan(x) else f"{100 * x:.1f}%"
+
+
+def gflops(x: float) -> str:
+    return "n/a (not native)" if math.isnan(x) else f"{x:.0f}"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -480,7 +491,8 @@ def markdown(report: dict[str, Any]) -> str:
               "| threads | float32 GFLOP/s | bfloat16 GFLOP/s |", "|---|---|---|"]
     for t in report["ceiling"]["best"]:
         start, end = report["ceiling"]["start"][t], report["ceiling"]["end"][t]
-        lines.append(f"| {t} | {start['fp32']:.0f} / {end['fp32']:.0f} | {start['bf16']:.0f} / {end['bf16']:.0f} |")
+        lines.append(f"| {t} | {gflops(start['fp32'])} / {gflops(end['fp32'])} | {gflops(start['bf16'])} / "
+                     f"{gflops(end['bf16'])} |")
     lines += ["", "| run | model | batch x bptt | precision, threads | tokens/s | forward MFLOP/token | "
               "training GFLOP/s | of bf16 ceiling | of fp32 ceiling |", "|---|---|---|---|---|---|---|---|---|"]
     for run, r in report["runs"].items():
