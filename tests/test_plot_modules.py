@@ -5,9 +5,12 @@ backend stays theirs)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO_ROOT
 
@@ -37,3 +40,24 @@ def test_importing_and_drawing_leave_the_matplotlib_backend_and_rcparams_alone(t
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) == {"import": [], "draw": [], "pyplot": False}
+
+
+@pytest.mark.parametrize(("scale", "expected"), [(0.5, {"1", "10"}), (0.05, {"0.1", "1"}), (2.5, {"3", "5"})])
+def test_the_gradient_norm_plot_labels_its_log_axis_with_plain_numbers(scale, expected):
+    """No ``$10^{0}$``-style labels: they cost matplotlib's TeX-like parser at every training's end.  Decades
+    are labelled; so are 2, 3 and 5 times a power of ten when the view spans at most one decade."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from pipeline.training.plots import grad_norms_figure
+
+    span = 40 if scale < 1 else 3  # 0.5-20 and 0.05-2 span decades; 2.5-7.5 spans less than one
+    intervals = [{"step": s, "grad_norm_mean": scale * s, "grad_norm_max": scale * s * 1.1,
+                  "grad_norm_clipped_mean": scale * s, "clip_rate": 0.1} for s in range(1, span + 1)]
+    fig = grad_norms_figure(intervals, threshold=None)
+    FigureCanvasAgg(fig).draw()
+    axis = fig.axes[0].yaxis
+    labels = [t.get_text() for t in axis.get_majorticklabels() + axis.get_minorticklabels() if t.get_text()]
+    assert expected <= set(labels), labels
+    assert all(float(label) > 0 for label in labels), labels  # plain numbers: no "$", no "\\times"
+    if span == 40:  # over decades only the decades are labelled
+        assert all(math.log10(float(label)).is_integer() for label in labels), labels
