@@ -72,8 +72,8 @@ def grad_norms_figure(intervals: Sequence[dict[str, Any]], threshold: float | No
 def _plain_log_labels(axis) -> None:
     """Label a log axis with plain numbers (0.1, 1, 10; and 2, 3, 5 between them when the view spans at most
     one decade) instead of matplotlib's default powers of ten (``3 x 10^0``): those go through its TeX-like
-    text parser, whose first use in a process is most of the time one training's plots take to draw
-    (0.24 s of 0.32 s on a 2-core CPU, BENCHMARKS.md)."""
+    text parser, whose first use in a process took more than half the time this plot takes to draw
+    (BENCHMARKS.md, "Stage start-up")."""
     from matplotlib.ticker import FuncFormatter
 
     def between(value: float, _position) -> str:
