@@ -38,11 +38,12 @@ def workspace(tmp_path, _migrated_db) -> Path:
     return tmp_path
 
 
-def start_train(root: Path, run: str, out: str) -> subprocess.Popen:
-    """The train stage in a process group of its own (so that a test can signal the stage and its worker)."""
+def start_train(root: Path, run: str, out: str, *python_options: str) -> subprocess.Popen:
+    """The train stage in a process group of its own (so that a test can signal the stage and its worker);
+    ``python_options`` go to the stage's interpreter only (``-X importtime``), not to its worker's."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1",
            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    command = [sys.executable, "-m", "stages.train", "--params", "params.yaml", "--run", run, "--data",
+    command = [sys.executable, *python_options, "-m", "stages.train", "--params", "params.yaml", "--run", run, "--data",
                "data/tokens/names-char", "--out", out]
     return subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, preexec_fn=_as_from_a_terminal)
@@ -72,10 +73,12 @@ def wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
 
 
 def test_a_stage_tracks_through_its_worker_and_the_store_holds_everything(workspace):
-    proc = start_train(workspace, "names-lstm", "models/lstm")
+    proc = start_train(workspace, "names-lstm", "models/lstm", "-X", "importtime")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "seqlab:" not in err and "Traceback" not in err, err
+    imported = {line.rsplit("|", 1)[-1].strip() for line in err.splitlines() if line.startswith("import time:")}
+    assert "torch.optim" in imported and "torch._dynamo" not in imported  # its 1-3 s are no training's business
     run_id = json.loads((workspace / "models/lstm/mlflow_run.json").read_text())["run_id"]
     status, tags, metrics = run_row(workspace, run_id)
     assert status == "FINISHED"

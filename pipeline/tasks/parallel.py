@@ -84,14 +84,12 @@ def run_jobs(jobs: Sequence[Job[R]], workers: int = 0, device: str = "cpu") -> l
 
 
 def _warm_up() -> None:
-    """Load once, before forking, what every job would otherwise load for itself: the first optimizer step
-    imports ``torch._dynamo`` (1-2 s), and the first backward pass sets up autograd."""
+    """Do once, before forking, what every job would otherwise do for itself: the first backward pass sets up
+    autograd."""
     import torch
 
     weight = torch.zeros(2, requires_grad=True)
-    optimizer = torch.optim.Adam([weight], lr=0.1)
     (weight * weight).sum().backward()
-    optimizer.step()
 
 
 class RelayTracker:
