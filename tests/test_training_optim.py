@@ -6,18 +6,19 @@ and learning-rate schedulers still see every step, and a training process never 
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import warnings
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from pipeline.training.optim import _unmarked, build_optimizer, clip_gradients
+from pipeline.training.optim import _MARKED, _unmarked, build_optimizer, clip_gradients
 from tests.conftest import REPO_ROOT
+from tests.train_helpers import tiny_settings
 
-SETTINGS = SimpleNamespace(lr=0.01, weight_decay=0.01, momentum=0.9)
+SETTINGS = tiny_settings(lr=0.01, weight_decay=0.01, momentum=0.9)
 TORCH_CLASSES = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
@@ -53,7 +54,7 @@ def _same_state(a: dict, b: dict) -> None:
 @pytest.mark.parametrize("kind", ["adam", "adamw", "sgd"])
 def test_the_updates_and_the_state_dict_are_torchs_bit_for_bit(kind):
     ours_model, torch_model = _model(), _model()
-    ours = build_optimizer(ours_model, SimpleNamespace(optimizer=kind, **vars(SETTINGS)))
+    ours = build_optimizer(ours_model, dataclasses.replace(SETTINGS, optimizer=kind))
     theirs = _torchs_own(kind, torch_model)
     assert isinstance(ours, TORCH_CLASSES[kind]) and type(ours).__name__ == TORCH_CLASSES[kind].__name__
     _steps(ours_model, ours, 4)
@@ -66,7 +67,7 @@ def test_the_updates_and_the_state_dict_are_torchs_bit_for_bit(kind):
     resumed_model, torch_resumed_model = _model(), _model()
     resumed_model.load_state_dict(ours_model.state_dict())
     torch_resumed_model.load_state_dict(torch_model.state_dict())
-    resumed = build_optimizer(resumed_model, SimpleNamespace(optimizer=kind, **vars(SETTINGS)))
+    resumed = build_optimizer(resumed_model, dataclasses.replace(SETTINGS, optimizer=kind))
     resumed.load_state_dict(theirs.state_dict())
     torch_resumed = _torchs_own(kind, torch_resumed_model)
     torch_resumed.load_state_dict(ours.state_dict())
@@ -78,7 +79,7 @@ def test_the_updates_and_the_state_dict_are_torchs_bit_for_bit(kind):
 
 def test_step_hooks_and_schedulers_still_see_every_step():
     model = _model()
-    optimizer = build_optimizer(model, SimpleNamespace(optimizer="adam", **vars(SETTINGS)))
+    optimizer = build_optimizer(model, dataclasses.replace(SETTINGS, optimizer="adam"))
     seen = []
     optimizer.register_step_post_hook(lambda opt, args, kwargs: seen.append(opt))
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
@@ -93,7 +94,7 @@ def test_step_hooks_and_schedulers_still_see_every_step():
 
 def test_the_step_runs_without_grad_whatever_the_callers_grad_mode():
     model = _model()
-    optimizer = build_optimizer(model, SimpleNamespace(optimizer="sgd", **vars(SETTINGS)))
+    optimizer = build_optimizer(model, dataclasses.replace(SETTINGS, optimizer="sgd"))
     with torch.enable_grad():
         model(torch.zeros(1, 1, 4))[0].sum().backward()
         optimizer.step()  # an in-place update of a leaf under grad mode would raise
@@ -104,7 +105,7 @@ def test_the_step_runs_without_grad_whatever_the_callers_grad_mode():
 def test_a_class_whose_methods_torch_did_not_mark_is_used_as_it_is():
     # As under a torch release without the marks: plain methods, nothing to take off.
     plain = {name: lambda self, *args, **kwargs: None
-             for name in ("zero_grad", "add_param_group", "state_dict", "load_state_dict", "step")}
+             for name in (*_MARKED, "step")}
     unmarked_release = type("SGD", (torch.optim.SGD,), plain)
     assert _unmarked(unmarked_release) is unmarked_release
     assert _unmarked(torch.optim.SGD) is not torch.optim.SGD
@@ -113,12 +114,11 @@ def test_a_class_whose_methods_torch_did_not_mark_is_used_as_it_is():
 def test_a_training_process_never_imports_torch_dynamo():
     script = """
 import sys, torch
-from types import SimpleNamespace
+from pipeline.config import TrainSettings
 from pipeline.training.optim import build_optimizer, build_scheduler
 model = torch.nn.GRU(3, 5)
 for kind in ("adam", "adamw", "sgd"):
-    settings = SimpleNamespace(optimizer=kind, lr=0.1, weight_decay=0.0, momentum=0.9, schedule="plateau",
-                               plateau_factor=0.5, plateau_patience=0, min_lr=0.0)
+    settings = TrainSettings(optimizer=kind, lr=0.1, momentum=0.9, schedule="plateau")
     optimizer = build_optimizer(model, settings)
     scheduler = build_scheduler(optimizer, settings)
     for _ in range(2):
