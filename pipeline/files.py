@@ -128,6 +128,38 @@ def write_tokens(path: str | Path, ids: np.ndarray, vocab_size: int) -> None:
         np.save(f, ids.astype(smallest_uint_dtype(max(vocab_size - 1, 0)), copy=False))
 
 
+class TokenWriter:
+    """Appends blocks of token ids to an open ``.npy`` file whose header announced their total number."""
+
+    def __init__(self, file: Any, length: int, dtype: np.dtype) -> None:
+        self.file, self.length, self.dtype, self.written = file, length, dtype, 0
+
+    def write(self, ids: np.ndarray) -> None:
+        ids = np.ascontiguousarray(ids, dtype=self.dtype)
+        if ids.ndim != 1 or self.written + ids.size > self.length:
+            raise ValueError(f"{ids.shape} more token ids overflow the {self.length} announced ({self.written} written)")
+        self.file.write(ids.data)
+        self.written += ids.size
+
+
+@contextlib.contextmanager
+def stream_tokens(path: str | Path, length: int, vocab_size: int) -> Iterator[TokenWriter]:
+    """Write a 1-D token array of ``length`` ids block by block: byte for byte the file :func:`write_tokens`
+    writes for the same ids, moved into place only if the block succeeds and every id was written.
+
+    Plain appends, not a memory map (``open_memmap``): pages written through a map count towards the process's
+    resident memory until the kernel writes them back, so a split's output would show up in the peak RSS.
+    """
+    dtype = smallest_uint_dtype(max(vocab_size - 1, 0))
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (length,)}
+    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)  # the version np.save picks for any 1-D array
+        writer = TokenWriter(f, length, dtype)
+        yield writer
+        if writer.written != length:
+            raise ValueError(f"{path}: {writer.written} token ids written, {length} announced")
+
+
 def write_dataset(out: str | Path, vocab: Any, ids: dict[str, np.ndarray], stats: dict[str, Any],
                   extra: dict[str, Any] | None = None) -> None:
     """A token dataset as the tokenize and encode_midi stages write it, all or nothing: ``vocab.json`` (``vocab``
@@ -146,13 +178,19 @@ class TokenFileError(UserError):
 
 
 def read_tokens(path: str | Path) -> np.ndarray:
-    """A 1-D token-id array as int64 (what embeddings and losses index with), whatever dtype it was stored in."""
+    """A 1-D token-id array, memory-mapped read-only in the dtype it was stored in (uint8/uint16/uint32).
+
+    Nothing the size of the split is read or converted here: the operating system pages in what a caller
+    touches, so a split of any size costs only the pages of the batches gathered from it (nanoGPT and fairseq
+    read their token files the same way).  Callers index it and convert only the batch to int64
+    (:func:`pipeline.data.windows.gather`); ``np.asarray(ids, np.int64)`` would copy the whole split.
+    """
     try:
-        ids = np.load(path, allow_pickle=False)
+        ids = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise TokenFileError(f"{path}: token file not found; run the tokenize/encode_midi stage first (dvc repro)") from None
     except (ValueError, OSError) as e:
         raise TokenFileError(f"{path}: not a readable .npy token array ({e}); rerun the stage that writes it") from None
     if ids.ndim != 1 or ids.dtype.kind not in "iu":
         raise TokenFileError(f"{path}: expected a 1-D integer array, got {ids.dtype} of shape {ids.shape}")
-    return ids.astype(np.int64, copy=False)
+    return ids

@@ -235,4 +235,8 @@ def test_missing_or_corrupt_token_file_is_one_line(tmp_path):
     with pytest.raises(TokenFileError, match="not a readable .npy token array"):
         read_tokens(tmp_path / "bad.npy")
     np.save(tmp_path / "u8.npy", np.array([3, 2], dtype=np.uint8))
-    assert read_tokens(tmp_path / "u8.npy").dtype == np.int64
+    ids = read_tokens(tmp_path / "u8.npy")
+    assert isinstance(ids, np.memmap) and ids.dtype == np.uint8 and ids.tolist() == [3, 2]  # mapped as stored
+    np.save(tmp_path / "f.npy", np.array([0.5]))
+    with pytest.raises(TokenFileError, match="expected a 1-D integer array"):
+        read_tokens(tmp_path / "f.npy")

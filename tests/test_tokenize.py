@@ -107,7 +107,7 @@ def test_stage_writes_vocab_arrays_and_stats(tmp_path):
     vocab = Vocabulary.load(out / "vocab.json")
     train = read_tokens(out / "train.npy")
     assert np.load(out / "train.npy").dtype == np.uint8  # stored in the smallest dtype for a ~18-token vocabulary
-    assert train.dtype == np.int64  # and read back as ids ready for an embedding
+    assert train.dtype == np.uint8 and isinstance(train, np.memmap)  # and read back mapped, as stored
     assert stats["train"]["records"] == 160 and stats["val"]["records"] == 20
     assert stats["train"]["tokens"] == train.size and int((train == EOS_ID).sum()) == 160
     assert stats["vocab_size"] == len(vocab) and vocab.meta["level"] == "char"

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data.windows import record_batch, split_records, stream_windows, to_streams
+from pipeline.data.windows import (
+    gather,
+    record_batch,
+    record_bounds,
+    sample_streams,
+    split_records,
+    stream_windows,
+    to_streams,
+)
 from pipeline.training.batching import DataTooSmallError, TrainBatches
 
 PAD, EOS = 0, 2
@@ -22,35 +30,69 @@ def _ids(n: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("batch_size", [1, 3, 8])
 def test_eval_streams_predict_every_token_exactly_once_in_both_directions(batch_size):
     ids = _ids(101)
-    streams = to_streams(ids, batch_size, pad_tail=True)
-    targets = streams.targets[streams.targets != PAD]
+    grid = to_streams(ids, batch_size, pad_tail=True).grid()
+    targets = grid.targets[grid.targets != PAD]
     assert torch.equal(targets, torch.as_tensor(ids))  # row-major order = split order, nothing lost
-    prev = streams.prev_targets[streams.prev_targets != PAD]
+    prev = grid.prev_targets[grid.prev_targets != PAD]
     assert torch.equal(prev, torch.as_tensor(np.concatenate([[EOS], ids[:-1]])))  # <eos> context before the split
 
 
 def test_stream_targets_are_the_next_and_previous_tokens_across_segment_boundaries():
     ids = _ids(40)
     streams = to_streams(ids, 4, pad_tail=False)
+    grid = streams.grid()
     flat = np.concatenate([[EOS], ids])
     length = streams.length
     for b in range(4):
         seg = slice(b * length, (b + 1) * length)
-        assert streams.inputs[b].tolist() == flat[seg].tolist()
-        assert streams.targets[b].tolist() == flat[b * length + 1 : (b + 1) * length + 1].tolist()
+        assert grid.inputs[b].tolist() == flat[seg].tolist()
+        assert grid.targets[b].tolist() == flat[b * length + 1 : (b + 1) * length + 1].tolist()
         if b:
-            assert streams.prev_targets[b, 0] == flat[b * length - 1]
+            assert grid.prev_targets[b, 0] == flat[b * length - 1]
 
 
-def test_stream_windows_are_contiguous_views_and_resume_at_any_position():
-    streams = to_streams(_ids(400), 4, pad_tail=False)
+def test_eval_tail_is_padded_in_every_direction_and_has_lengths():
+    ids = _ids(10)  # 11 flat positions in 3 lanes of 4: one padded column in the last lane
+    grid = to_streams(ids, 3, pad_tail=True).grid()
+    assert grid.inputs[2, -1] == PAD and grid.targets[2, -1] == PAD and grid.prev_targets[2, -1] == PAD
+    assert grid.lengths.tolist() == [4, 4, 3]
+
+
+def test_stream_windows_gather_from_the_stored_dtype_and_resume_at_any_position():
+    ids = _ids(400).astype(np.uint8)  # as read_tokens returns a small vocabulary's file
+    streams = to_streams(ids, 4, pad_tail=False)
     windows = list(stream_windows(streams, 16))
     assert len(windows) == -(-streams.length // 16)
-    assert torch.equal(torch.cat([w.inputs for w in windows], dim=1), streams.inputs)
+    assert torch.equal(torch.cat([w.inputs for w in windows], dim=1), streams.grid().inputs)
+    assert all(w.inputs.dtype == torch.int64 for w in windows)  # only the batch becomes int64
     assert all(w.lengths is None for w in windows)  # training streams carry no padding
-    assert windows[0].inputs.data_ptr() == streams.inputs.data_ptr()  # a view: no copy per step
     resumed = list(stream_windows(streams, 16, start=3))
     assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(resumed, windows[3:], strict=True))
+
+
+def test_gather_reads_eos_before_the_split_and_pad_outside_it():
+    ids = np.array([5, 6, 7], dtype=np.uint16)
+    assert gather(ids, np.array([[-1, 0, 1, 2], [3, 4, 5, 0]])).tolist() == [[PAD, EOS, 5, 6], [7, PAD, PAD, EOS]]
+
+
+def test_sample_streams_are_seeded_inside_the_split_and_do_not_overlap():
+    ids = _ids(10_000)
+    a, b = sample_streams(ids, 8, 800, seed=3), sample_streams(ids, 8, 800, seed=3)
+    assert a.starts.tolist() == b.starts.tolist() and a.length == 100 and a.lanes == 8
+    assert a.starts.tolist() != sample_streams(ids, 8, 800, seed=4).starts.tolist()
+    ends = a.starts + a.length
+    assert (a.starts >= 0).all() and (ends <= len(ids) + 1).all() and (a.starts[1:] >= ends[:-1]).all()
+    grid = a.grid()
+    flat = np.concatenate([[EOS], ids])
+    assert grid.inputs[5].tolist() == flat[a.starts[5] : a.starts[5] + 100].tolist()
+
+
+def test_record_bounds_match_split_records_with_and_without_a_closing_eos():
+    ids = np.array([5, 6, EOS, 7, EOS, 8, 9], dtype=np.uint8)
+    starts, ends = record_bounds(ids)
+    assert starts.tolist() == [0, 3, 5] and ends.tolist() == [3, 5, 7]
+    assert [r.tolist() for r in split_records(ids)] == [[5, 6, EOS], [7, EOS], [8, 9]]
+    assert [len(x) for x in record_bounds(np.zeros(0, dtype=np.uint8))] == [0, 0]
 
 
 def test_split_records_keeps_each_closing_eos():

@@ -14,10 +14,13 @@ class NgramConfig:
     """A count-based baseline for one dataset: interpolated Kneser-Ney of order ``order``."""
 
     order: int = 5
+    max_train_tokens: int | None = None  # fit on the first this-many training tokens; null: all of them
 
     def __post_init__(self) -> None:
         if not 1 <= self.order <= 10:
             raise ValueError(f"order must be in 1..10, got {self.order}")
+        if self.max_train_tokens is not None and self.max_train_tokens < 1:
+            raise ValueError(f"max_train_tokens must be >= 1 or null, got {self.max_train_tokens}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +41,11 @@ class EvaluateConfig:
 
     ``batch_size: 1`` scores each split as ONE stream with the state carried from its first token to its
     last (no truncation artefacts: every token sees all the context before it); a larger value cuts the
-    split into that many streams, which is faster but restarts the context at each cut.
+    split into that many streams, which is faster but restarts the context at each cut.  A split longer than
+    ``lanes_above_tokens`` is scored as ``lanes`` streams instead (each carrying its state through its part
+    of the split): on millions of tokens the cuts cost a negligible share of context and scoring runs at
+    batch speed (BENCHMARKS.md gives the difference on the shipped datasets).  Each split's figures record
+    the ``lanes`` they were scored with.
     ``windows`` (off by default) adds ``window_loss``/``window_perplexity`` per split: the mean over random
     windows with the state reset per window (:func:`pipeline.evaluation.scoring.evaluate_windows`), the
     protocol nanoGPT reports, for a fair side-by-side with models measured that way.
@@ -50,6 +57,8 @@ class EvaluateConfig:
     device: str = "auto"
     batch_size: int = 1
     bptt: int = 256
+    lanes_above_tokens: int | None = 1_000_000  # null: every split is scored with batch_size streams
+    lanes: int = 64
     seed: int = 1337
     samples: SampleConfig = SampleConfig(n=8, max_length=400, temperature=0.8)
     baselines: dict[str, NgramConfig] = dataclasses.field(default_factory=dict)
@@ -58,8 +67,10 @@ class EvaluateConfig:
     register_champion: bool = True
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.bptt < 1:
-            raise ValueError("batch_size and bptt must be >= 1")
+        if self.batch_size < 1 or self.bptt < 1 or self.lanes < 1:
+            raise ValueError("batch_size, bptt and lanes must be >= 1")
+        if self.lanes_above_tokens is not None and self.lanes_above_tokens < 1:
+            raise ValueError(f"lanes_above_tokens must be >= 1 or null, got {self.lanes_above_tokens}")
 
 
 

@@ -97,6 +97,10 @@ class TrainSettings:
     out first (see :class:`pipeline.training.optim.StepSchedule`).  A budgeted run is only as reproducible as
     the machine's speed: how many steps fit in the budget varies from run to run, so pin ``max_steps``
     instead where the exact result matters more than the wall time.
+    ``val_tokens`` bounds what a validation during training scores: a val split longer than that is scored on
+    a fixed sample of about ``val_tokens`` tokens (``eval_batch_size`` segments at seeded offsets, the same
+    at every validation; nanoGPT's ``eval_iters`` idea), so that validating a large corpus costs no more
+    than a small one; the evaluate stage still scores the whole split once.  null: always the whole split.
     ``precision: bf16`` on a CPU pays off where the cores have bf16 dot products (AVX512-BF16, AMX): see
     BENCHMARKS.md.
     """
@@ -126,6 +130,7 @@ class TrainSettings:
     val_every_steps: int = 0
     eval_batch_size: int = 8
     eval_bptt: int = 256
+    val_tokens: int | None = 262144
     checkpoint_every_steps: int = 200
     log_every_steps: int = 25
     layer_norms_every_steps: int = 100
@@ -147,6 +152,8 @@ class TrainSettings:
             raise ValueError("warmup_steps works with schedule none or cosine, not plateau (set warmup_steps: 0)")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ValueError(f"time_budget_s must be > 0 seconds or null, got {self.time_budget_s}")
+        if self.val_tokens is not None and self.val_tokens < 1:
+            raise ValueError(f"val_tokens must be >= 1 or null (the whole split), got {self.val_tokens}")
         if self.threads < 0 or self.val_every_steps < 0:
             raise ValueError("threads and val_every_steps must be >= 0 (0: automatic / once per epoch)")
 

@@ -27,18 +27,27 @@ from pipeline.vocab import Vocabulary
 
 def score_splits(model: nn.Module, splits: dict[str, np.ndarray], cfg: EvaluateConfig, *, mode: str,
                  char_level: bool, device: str) -> dict[str, dict[str, float]]:
-    """``{split: {loss, perplexity, bits_per_token, tokens, [bpc], [forward_/backward_...]}}``."""
+    """``{split: {loss, perplexity, bits_per_token, tokens, lanes, [bpc], [forward_/backward_...]}}``; ``lanes``:
+    the parallel streams (or records per batch) the split was scored with (:func:`scoring_lanes`)."""
     out = {}
     for name, ids in splits.items():
         if ids.size < 2:
             continue  # an empty split (e.g. test: 0.0) has nothing to score
-        figures = evaluate_split(model, ids, mode=mode, batch_size=cfg.batch_size, bptt=cfg.bptt, device=device)
+        lanes = scoring_lanes(cfg, len(ids))
+        figures = evaluate_split(model, ids, mode=mode, batch_size=lanes, bptt=cfg.bptt, device=device)
         if cfg.windows is not None and getattr(model, "causal", True):
             windows = evaluate_windows(model, ids, length=cfg.windows.length, count=cfg.windows.count,
                                        seed=cfg.seed, device=device)
             figures.update({f"window_{k}": v for k, v in windows.items() if k != "tokens"})
-        out[name] = reported_figures(figures, char_level)
+        out[name] = {**reported_figures(figures, char_level), "lanes": lanes}
     return out
+
+
+def scoring_lanes(cfg: EvaluateConfig, tokens: int) -> int:
+    """``cfg.batch_size``, or ``cfg.lanes`` for a split longer than ``cfg.lanes_above_tokens`` tokens."""
+    if cfg.lanes_above_tokens is not None and tokens > cfg.lanes_above_tokens:
+        return max(cfg.batch_size, cfg.lanes)
+    return cfg.batch_size
 
 
 def generator_of(model: nn.Module) -> nn.Module:

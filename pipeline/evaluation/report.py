@@ -27,7 +27,7 @@ class ReportError(UserError):
 COLUMNS = [
     "dataset", "variant", "cell", "depth", "direction", "parameters", "val_perplexity", "test_perplexity",
     "test_perplexity_backward", "test_bpc", "test_perplexity_with_ngram", "train_seconds", "tokens_per_s",
-    "final_grad_norm",
+    "final_grad_norm", "test_lanes",
 ]
 BASELINE_VARIANT = "ngram"
 
@@ -58,6 +58,7 @@ def model_row(run: TrainRunConfig, models: Path, metrics: Path) -> dict[str, Any
         "test_perplexity_with_ngram": (evaluated.get("interpolated", {}).get("test") or {}).get("perplexity"),
         "train_seconds": trained.get("train_seconds"),
         "tokens_per_s": trained.get("tokens_per_s"), "final_grad_norm": trained.get("grad_norm_final"),
+        "test_lanes": (evaluated.get("test") or evaluated.get("val") or {}).get("lanes"),
     }
 
 
@@ -95,16 +96,28 @@ def to_markdown(table: pd.DataFrame) -> str:
              "`<eos>` counted; bpc = bits per character (char-level data). `ngram` is the interpolated "
              "Kneser-Ney baseline on the same tokens; `test_perplexity_with_ngram` (with `evaluate.interpolate`) is the "
              "model mixed with such an n-gram, weight fitted on val. Bidirectional rows: forward direction "
-             "(backward beside it).",
+             "(backward beside it). The networks score each held-out split as one stream carrying its state from "
+             "the first token to the last (`evaluate.batch_size: 1`) unless the dataset's section says otherwise.",
              ""]
     for dataset, group in table.groupby("dataset", sort=True):
-        shown = group.drop(columns=["dataset"]).copy()
+        shown = group.drop(columns=["dataset", "test_lanes"]).copy()
         best = shown["test_perplexity"].astype(float).idxmin() if shown["test_perplexity"].notna().any() else None
         if best is not None:
             shown.loc[best, "variant"] = f"**{shown.loc[best, 'variant']}**"
         shown = _formatted(shown.dropna(axis=1, how="all"))
-        parts += [f"## {dataset}", "", shown.to_markdown(index=False, missingval="", disable_numparse=True), ""]
+        parts += [f"## {dataset}", "", *_lanes_note(group),
+                  shown.to_markdown(index=False, missingval="", disable_numparse=True), ""]
     return "\n".join(parts)
+
+
+def _lanes_note(group: pd.DataFrame) -> list[str]:
+    """A line naming the parallel lanes the test split was scored with, where that is not one stream."""
+    lanes = sorted({int(n) for n in group["test_lanes"].dropna() if int(n) > 1})
+    if not lanes:
+        return []
+    shown = " / ".join(str(n) for n in lanes)
+    return [f"Test split scored as {shown} parallel streams, each carrying its state "
+            f"(a split longer than `evaluate.lanes_above_tokens`).", ""]
 
 
 _FORMATS = {"parameters": "{:,.0f}", "tokens_per_s": "{:,.0f}", "train_seconds": "{:.1f}", "depth": "{:.0f}"}

@@ -17,7 +17,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pipeline.data.windows import PAD_ID, record_batch, split_records, stream_windows, to_streams
+from pipeline.data.windows import (
+    PAD_ID,
+    record_batch,
+    record_bounds,
+    records_from,
+    sample_streams,
+    stream_windows,
+    to_streams,
+)
 from pipeline.errors import UserError
 from pipeline.figures import nll_figures, summarize
 from pipeline.models.objective import batch_loss, directions, next_token_log_probs, next_token_loss
@@ -29,9 +37,15 @@ class WindowsTooLongError(UserError, ValueError):
 
 @torch.no_grad()
 def evaluate_split(model: nn.Module, ids: np.ndarray, *, mode: str = "stream", batch_size: int = 1,
-                   bptt: int = 256, device: str | torch.device = "cpu", pad_id: int = PAD_ID) -> dict[str, float]:
+                   bptt: int = 256, device: str | torch.device = "cpu", pad_id: int = PAD_ID,
+                   sample_tokens: int | None = None, seed: int = 0) -> dict[str, float]:
     """Score a whole split; ``mode`` is ``stream`` (state carried across windows of ``bptt``), ``windows``
     (consecutive windows of ``bptt``, each from a zero state, as a ``windows``-trained model is used) or ``records``.
+    ``batch_size`` is the number of parallel lanes (streams) or records per batch.
+
+    ``sample_tokens``: a split longer than that is scored on a fixed sample of about that many tokens (seeded by
+    ``seed``): ``batch_size`` lanes at seeded places for streams and windows, a seeded run of whole records for
+    records (what validation during training scores on a large corpus).
 
     Returns ``loss`` (mean NLL per predicted token, nats), ``perplexity``, ``bits_per_token``, ``tokens``,
     and the same per direction (``forward_loss``, ``backward_perplexity``, ...) for bidirectional models.
@@ -40,20 +54,29 @@ def evaluate_split(model: nn.Module, ids: np.ndarray, *, mode: str = "stream", b
     was_training = model.training
     model.eval()
     try:
-        batches = _eval_batches(ids, mode, batch_size, bptt, pad_id)
+        batches = _eval_batches(ids, mode, batch_size, bptt, pad_id, sample_tokens, seed)
         sums, counts = _accumulate(model, batches, device, pad_id, carry=mode == "stream")  # windows: no carry
     finally:
         model.train(was_training)
     return summarize(sums.tolist(), counts.tolist(), directions(model))
 
 
-def _eval_batches(ids: np.ndarray, mode: str, batch_size: int, bptt: int, pad_id: int):
+def _eval_batches(ids: np.ndarray, mode: str, batch_size: int, bptt: int, pad_id: int,
+                  sample_tokens: int | None = None, seed: int = 0):
+    sampled = sample_tokens is not None and len(ids) > sample_tokens
     if mode in ("stream", "windows"):
+        if sampled:
+            return stream_windows(sample_streams(ids, batch_size, sample_tokens, seed, pad_id=pad_id), bptt)
         batch_size = max(1, min(batch_size, len(ids) // max(bptt, 1)))  # no all-padding streams on a short split
-        return stream_windows(to_streams(ids, batch_size, pad_tail=True, pad_id=pad_id), bptt, pad_id=pad_id)
+        return stream_windows(to_streams(ids, batch_size, pad_tail=True, pad_id=pad_id), bptt)
     if mode == "records":
-        records = split_records(ids)
-        return (record_batch(records[i : i + batch_size], bptt, pad_id) for i in range(0, len(records), batch_size))
+        starts, ends = record_bounds(ids)
+        chosen = np.arange(len(starts))
+        if sampled:  # the records that start inside a seeded stretch of sample_tokens tokens
+            offset = np.random.default_rng(seed).integers(0, len(ids) - sample_tokens + 1)
+            chosen = chosen[(starts >= offset) & (starts < offset + sample_tokens)]
+        return (record_batch(records_from(ids, starts, ends, chosen[i : i + batch_size]), bptt, pad_id)
+                for i in range(0, len(chosen), batch_size))
     raise ValueError(f"evaluation mode {mode!r} is not valid (choose stream, windows or records)")
 
 
@@ -85,26 +108,26 @@ def token_log_probs(model: nn.Module, ids: np.ndarray, *, mode: str = "stream", 
     try:
         if mode in ("stream", "windows"):
             rows = max(1, min(batch_size, len(ids) // max(bptt, 1)))
-            streams = to_streams(ids, rows, pad_tail=True, pad_id=pad_id)
-            state, columns = None, []
-            for batch in stream_windows(streams, bptt, pad_id=pad_id):
+            state, columns, keeps = None, [], []
+            for batch in stream_windows(to_streams(ids, rows, pad_tail=True, pad_id=pad_id), bptt):
                 log_probs, state = next_token_log_probs(model, batch.inputs.to(device), batch.targets.to(device),
                                                         state if mode == "stream" else None, pad_id)
                 columns.append(log_probs.double().cpu())
+                keeps.append(batch.targets != pad_id)
             # Stream r holds tokens r*L .. r*L+L-1 of <eos> + ids, and predicts the next one: position r*L + c of ids.
             grid = torch.cat(columns, dim=1)  # (B, L)
             positions = torch.arange(grid.numel()).view(grid.shape)
-            keep = streams.targets != pad_id
+            keep = torch.cat(keeps, dim=1)
         elif mode == "records":
-            records = split_records(ids)
-            starts = np.concatenate([[0], np.cumsum([len(r) for r in records])[:-1]]).astype(np.int64)
+            starts, ends = record_bounds(ids)
             grids, places, keeps = [], [], []
-            for first in range(0, len(records), batch_size):
-                batch = record_batch(records[first : first + batch_size], bptt, pad_id)
+            for first in range(0, len(starts), batch_size):
+                chosen = np.arange(first, min(first + batch_size, len(starts)))
+                batch = record_batch(records_from(ids, starts, ends, chosen), bptt, pad_id)
                 log_probs, _ = next_token_log_probs(model, batch.inputs.to(device), batch.targets.to(device), None,
                                                     pad_id)
                 width = batch.targets.shape[1]
-                offsets = torch.from_numpy(starts[first : first + batch_size])
+                offsets = torch.from_numpy(starts[chosen])
                 grids.append(log_probs.double().cpu().reshape(-1))
                 places.append((offsets[:, None] + torch.arange(width)).reshape(-1))
                 keeps.append((batch.targets != pad_id).reshape(-1))
@@ -137,8 +160,8 @@ def evaluate_windows(model: nn.Module, ids: np.ndarray, *, length: int, count: i
     try:
         for first in range(0, count, batch_size):
             rows = starts[first : first + batch_size, None] + offsets  # (b, length)
-            inputs = torch.from_numpy(ids[rows]).long().to(device)
-            targets = torch.from_numpy(ids[rows + 1]).long().to(device)
+            inputs = torch.from_numpy(ids[rows].astype(np.int64)).to(device)  # gathered from the map, then int64
+            targets = torch.from_numpy(ids[rows + 1].astype(np.int64)).to(device)
             nll, _, _ = next_token_loss(model, inputs, targets, None, pad_id=-1)
             total += nll.double()
     finally:

@@ -25,12 +25,13 @@ import numpy as np
 import torch
 
 from pipeline.data.windows import (
-    EOS_ID,
-    PAD_ID,
     Batch,
+    Streams,
+    gather,
     num_windows,
     record_batch,
-    split_records,
+    record_bounds,
+    records_from,
     stream_windows,
     to_streams,
 )
@@ -53,28 +54,21 @@ class TrainBatches:
             raise ValueError(f"batching mode {mode!r} is not valid (choose {', '.join(MODES)})")
         self.mode, self.batch_size, self.bptt, self.seed = mode, batch_size, bptt, seed
         self.pin_memory, self.rank, self.world_size = pin_memory, rank, world_size
+        self.ids = ids  # read where it lies (a memory map): every batch is gathered from it, see windows.gather
         if mode == "stream":
             if len(ids) < batch_size * 2:
                 raise DataTooSmallError(
                     f"the training split has {len(ids)} tokens, too few for batch_size {batch_size} (lower train.batch_size)")
-            self.streams = to_streams(ids, batch_size, pad_tail=False)
+            self.streams: Streams = to_streams(ids, batch_size, pad_tail=False)
             if world_size > 1:  # this rank's rows of the global batch
-                rows = slice(rank * batch_size // world_size, (rank + 1) * batch_size // world_size)
-                self.streams = type(self.streams)(*(t[rows].contiguous() for t in self.streams))
-            # For a GPU: every window laid out contiguously in page-locked memory once, so that each step's copy
-            # is a true asynchronous DMA (non_blocking).  A window of the (B, L) streams is a strided view, and
-            # copying a strided or pageable tensor makes the host wait for the GPU at every step.
-            self.pinned = [Batch(*(t.contiguous().pin_memory() for t in w[:3])) for w in
-                           stream_windows(self.streams, bptt)] if pin_memory else None
+                self.streams = self.streams.rows(rank * batch_size // world_size, (rank + 1) * batch_size // world_size)
         elif mode == "windows":
-            self.flat = np.concatenate([[EOS_ID], np.asarray(ids, dtype=np.int64)])
-            self.before = np.concatenate([[PAD_ID], self.flat[:-1]])  # before[i] is the token before flat[i]
-            if len(self.flat) < bptt + 2:
+            if len(ids) + 1 < bptt + 2:
                 raise DataTooSmallError(f"the training split has {len(ids)} tokens, fewer than one window of bptt "
                                         f"{bptt} (lower train.bptt)")
         else:
-            self.records = split_records(ids)
-            if not self.records:
+            self.starts, self.ends = record_bounds(ids)
+            if not len(self.starts):
                 raise DataTooSmallError("the training split has no records (no <eos>-closed sequence)")
 
     @property
@@ -86,39 +80,43 @@ class TrainBatches:
         if self.mode == "stream":
             return num_windows(self.streams, self.bptt)
         if self.mode == "windows":
-            return max(1, (len(self.flat) - 1) // (self.batch_size * self.bptt))
-        if self.world_size > 1 and len(self.records) % self.batch_size < self.world_size:
-            return len(self.records) // self.batch_size  # a last batch without a record for every rank is dropped
-        return math.ceil(len(self.records) / self.batch_size)
+            return max(1, len(self.ids) // (self.batch_size * self.bptt))
+        if self.world_size > 1 and len(self.starts) % self.batch_size < self.world_size:
+            return len(self.starts) // self.batch_size  # a last batch without a record for every rank is dropped
+        return math.ceil(len(self.starts) / self.batch_size)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of epoch ``epoch`` (0-based), skipping the first ``start``."""
         if self.mode == "stream":
-            yield from self.pinned[start:] if self.pinned is not None else stream_windows(self.streams, self.bptt, start)
+            for batch in stream_windows(self.streams, self.bptt, start):
+                # pinned (page-locked) memory makes the step's host-to-GPU copy asynchronous (non_blocking)
+                yield batch.pin_memory() if self.pin_memory else batch
             return
         if self.mode == "windows":
             yield from self._random_windows(epoch, start)
             return
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.records))
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.starts))
         for index in range(start, len(self)):
             chosen = order[index * self.batch_size : (index + 1) * self.batch_size][self.rank :: self.world_size]
-            batch = record_batch([self.records[i] for i in chosen], self.bptt)
+            batch = record_batch(records_from(self.ids, self.starts, self.ends, chosen), self.bptt)
             yield batch.pin_memory() if self.pin_memory else batch
 
     def _random_windows(self, epoch: int, start: int) -> Iterator[Batch]:
         """Windows mode: row i of batch k starts at ``offsets[k, i]``, drawn for the whole epoch at once."""
         rng = np.random.default_rng([self.seed, epoch])
-        offsets = rng.integers(0, len(self.flat) - self.bptt - 1, size=(len(self), self.batch_size))
+        # positions in flat = <eos> + ids, as stream lanes number them
+        offsets = rng.integers(0, len(self.ids) + 1 - self.bptt - 1, size=(len(self), self.batch_size))
         rows = slice(self.rank * self.batch_size // self.world_size, (self.rank + 1) * self.batch_size // self.world_size)
-        span = np.arange(self.bptt)
+        span = np.arange(-1, self.bptt + 1)
         for index in range(start, len(self)):
-            at = offsets[index, rows][:, None] + span  # (B, T) positions in flat
-            batch = Batch(*(torch.from_numpy(a) for a in (self.flat[at], self.flat[at + 1], self.before[at])))
+            slab = gather(self.ids, offsets[index, rows][:, None] + span)  # (B, T + 2): before, inputs, after
+            inputs, targets, prev = slab[:, 1:-1], slab[:, 2:], slab[:, :-2]
+            batch = Batch(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (inputs, targets, prev)))
             yield batch.pin_memory() if self.pin_memory else batch
 
     def tokens_per_epoch(self) -> int:
         if self.mode == "stream":
-            return int(self.streams.inputs.numel())
+            return self.streams.numel()
         if self.mode == "windows":
             return len(self) * self.batch_size * self.bptt
-        return sum(len(r) for r in self.records)
+        return int((self.ends - self.starts).sum())
