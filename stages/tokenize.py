@@ -1,4 +1,7 @@
-"""DVC stage ``tokenize``: one text dataset -> ``vocab.json``, ``{train,val,test}.npy`` and ``stats.json``."""
+"""DVC stage ``tokenize``: one text dataset -> ``vocab.json``, ``{train,val,test}.npy`` and ``stats.json``.
+
+The corpus is streamed (pipeline.data.text, pipeline.tokenization.stream): memory stays bounded whatever its size.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +13,17 @@ from stages._common import option, stage_main
 
 
 def run(params_path: str, name: str, raw: str, out: str) -> int:
-    from pipeline import files
     from pipeline.config import ConfigError, load_params
-    from pipeline.data.text import load_split_records
-    from pipeline.tokenization import tokenize_splits
+    from pipeline.data.text import iter_split_blocks, plan_splits
+    from pipeline.tokenization import stream
 
     params = load_params(params_path, required=("tokenize",))
     if name not in params.tokenize:
         raise ConfigError(f"{params_path}: tokenize: no dataset {name!r} (valid: {', '.join(params.tokenize)})")
     cfg = params.tokenize[name]
-    records = load_split_records(Path(raw), cfg.record, cfg.split, cfg.record_pattern, cfg.dedupe)
-    dataset = tokenize_splits(records, cfg, name)
-    files.write_dataset(out, dataset.vocab, dataset.ids, dataset.stats)
-    s = dataset.stats
+    stream.check_config(cfg)
+    plan = plan_splits(Path(raw), cfg.record, cfg.split, cfg.record_pattern, cfg.dedupe)
+    s = stream.write_dataset(lambda: iter_split_blocks(plan, cfg.record, cfg.record_pattern), plan.records, cfg, name, out)
     print(
         f"tokenize: {name}: vocab {s['vocab_size']}, tokens train/val/test "
         f"{s['train']['tokens']}/{s['val']['tokens']}/{s['test']['tokens']}, <unk> val {s['val']['unk_rate']:.2%}"

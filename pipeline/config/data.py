@@ -115,7 +115,18 @@ class SplitConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TokenizeConfig:
-    """One tokenized text dataset ``data/tokens/<name>/`` built from a raw corpus."""
+    """One tokenized text dataset ``data/tokens/<name>/`` built from a raw corpus.
+
+    The tokenize stage streams the corpus (enwik8, WikiText-103, a source tree of a gigabyte), so memory does
+    not grow with its text, except where a setting asks for it: ``dedupe`` keeps a 16-byte hash of every
+    distinct record (it is meant for name lists), ``record: regex`` reads each file whole (memory for the
+    largest file), and word level keeps each distinct word of the corpus while it counts.
+
+    ``max_size`` (the three specials included) keeps the most frequent tokens.  WikiText-103 has 267k distinct
+    words; a word vocabulary of tens of thousands or more pairs with the adaptive softmax the models already
+    have (a model's ``softmax: adaptive`` with its ``cutoffs``): ids are numbered by frequency here, so its
+    head scores the frequent words and the long tail costs little.
+    """
 
     corpus: str
     level: Literal["char", "word"]

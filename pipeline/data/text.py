@@ -5,12 +5,24 @@ A *record* is the unit that ``<eos>`` closes and that splits are made of: a line
 blank lines, joined with a space).  Blank records are dropped, except with ``verbatim_line``: every line,
 blank ones too, so that the token stream is the text itself with ``<eos>`` for each newline (how char-rnn
 and nanoGPT read tinyshakespeare).
+
+The corpus is streamed: :func:`plan_splits` reads the records once and keeps a few bytes per record (a split
+id; a length for a by-characters split), then :func:`iter_split_blocks` reads them again in blocks of about
+:data:`BLOCK_BYTES`, each block's records sorted into train/val/test (:func:`load_split_records` collects
+them all, for small corpora).  Memory grows with the block, the longest record and the number of records,
+never with the corpus text, with two exceptions: ``record: regex`` reads each file whole (a match may span any
+number of lines, which no chunked scan can follow exactly), so it needs memory for the largest file; and
+``dedupe`` keeps a 16-byte hash of every distinct record (it is meant for name lists).
 """
 
 from __future__ import annotations
 
+import codecs
+import dataclasses
+import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import compress
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +31,12 @@ from pipeline.config import SplitConfig
 from pipeline.errors import UserError
 
 SPLITS = ("train", "val", "test")
+DROPPED = len(SPLITS)  # the split id of a repeated record that ``dedupe`` drops
+#: Bytes read from a file at a time when streaming; blocks of records hold about this much text.  Every copy
+#: of a block (decoded text, up to 4 bytes a character; records; UTF-32 code points and their int64 indices;
+#: tokens) is transient, but the C heap keeps what fragmentation leaves: larger blocks raise the peak RSS by
+#: ~40 MB per MiB and gain no speed.
+BLOCK_BYTES = 1 << 18
 
 
 class TextCorpusError(UserError):
@@ -28,19 +46,25 @@ class TextCorpusError(UserError):
 def read_text(path: Path) -> str:
     """Decode ``path`` as UTF-8 (BOM dropped, newlines normalised), naming the byte offset of bad input."""
     data = Path(path).read_bytes()
+    start = 3 if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        text = data.decode("utf-8-sig")
+        text = data[start:].decode("utf-8")
     except UnicodeDecodeError as e:
-        if looks_binary(data):
-            raise TextCorpusError(
-                f"{path}: a binary file, not text (byte 0x{data[e.start]:02x} at offset {e.start} is not UTF-8); "
-                f"point the corpus at a text file"
-            ) from None
-        raise TextCorpusError(
-            f"{path}: not valid UTF-8 at byte offset {e.start} (byte 0x{data[e.start]:02x}); "
-            f"convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
-        ) from None
+        raise _decode_error(path, start + e.start, data[start + e.start], data) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _decode_error(path: Path, offset: int, byte: int, head: bytes) -> TextCorpusError:
+    """The error for ``byte`` at file ``offset``, no UTF-8; the file's first 8 KiB (``head``) tell binary files."""
+    if looks_binary(head):
+        return TextCorpusError(
+            f"{path}: a binary file, not text (byte 0x{byte:02x} at offset {offset} is not UTF-8); "
+            f"point the corpus at a text file"
+        )
+    return TextCorpusError(
+        f"{path}: not valid UTF-8 at byte offset {offset} (byte 0x{byte:02x}); "
+        f"convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+    )
 
 
 def looks_binary(data: bytes, sample: int = 8192) -> bool:
@@ -51,6 +75,38 @@ def looks_binary(data: bytes, sample: int = 8192) -> bool:
         return True
     controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13) or b == 127)
     return controls > 0.1 * max(len(head), 1)
+
+
+def iter_text(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[str]:
+    """The text :func:`read_text` returns, in pieces decoded from ``block_bytes`` reads, with the same errors.
+
+    A character cut between two reads waits for its last bytes (``utf_8_decode`` returns what it consumed);
+    a ``\\r`` ending a piece waits for the next one, which may start with the ``\\n`` of a ``\\r\\n``.
+    """
+    with open(path, "rb") as f:
+        pending = f.read(3)
+        offset = 0  # the file offset of pending[0]
+        if pending == codecs.BOM_UTF8:
+            pending, offset = b"", 3
+        carry = ""
+        while True:
+            chunk = f.read(block_bytes)
+            data = pending + chunk
+            try:
+                text, used = codecs.utf_8_decode(data, "strict", not chunk)
+            except UnicodeDecodeError as e:
+                f.seek(0)
+                raise _decode_error(path, offset + e.start, data[e.start], f.read(8192)) from None
+            pending, offset = data[used:], offset + used
+            text = carry + text
+            carry = "\r" if chunk and text.endswith("\r") else ""
+            text = text[:-1] if carry else text
+            if "\r" in text:
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+            if text:
+                yield text
+            if not chunk:
+                return
 
 
 def to_records(text: str, record: str, pattern: str | None = None) -> list[str]:
@@ -72,6 +128,51 @@ def to_records(text: str, record: str, pattern: str | None = None) -> list[str]:
     raise ValueError(f"unknown record kind {record!r}")  # config validation makes this unreachable
 
 
+def _file_records(path: Path, record: str, pattern: str | None, block_bytes: int) -> Iterator[list[str]]:
+    """The records of one file, in lists cut from about ``block_bytes`` of text each.
+
+    Each piece of text is split on the record boundary (``\\n``; ``\\n\\n`` for paragraphs) and its last part
+    waits for the next piece.  For paragraphs that is exact too: every ``\\n\\n`` separates the paragraphs
+    around it, wherever ``split("\\n\\n")`` would have cut, and a blank line next to a cut is dropped either way.
+    A record longer than a block is held whole until it ends.
+    """
+    if record == "regex":
+        yield to_records(read_text(path), record, pattern)
+        return
+    rest: list[str] = []  # the pieces of the unfinished last record
+    for text in iter_text(path, block_bytes):
+        parts = text.split("\n\n" if record == "paragraph" else "\n")
+        if len(parts) == 1:
+            rest.append(text)
+            continue
+        parts[0] = "".join([*rest, parts[0]])
+        rest = [parts.pop()]
+        if record == "paragraph":
+            yield [r for part in parts for r in to_records(part, record)]
+        else:
+            yield parts if record == "verbatim_line" else list(filter(str.strip, parts))
+    yield to_records("".join(rest), record)
+
+
+def iter_record_blocks(paths: Iterable[Path], record: str, pattern: str | None = None,
+                       block_bytes: int = BLOCK_BYTES) -> Iterator[list[str]]:
+    """The records of ``paths`` in order, in lists of about ``block_bytes`` of text (small files share one)."""
+    block: list[str] = []
+    size = 0
+    for path in paths:
+        for records in _file_records(Path(path), record, pattern, block_bytes):
+            if block:
+                block.extend(records)  # a fresh list from _file_records: extending it in place is safe
+            else:
+                block = records
+            size += sum(map(len, records)) + len(records)
+            if size >= block_bytes:
+                yield block
+                block, size = [], 0
+    if block:
+        yield block
+
+
 def corpus_files(raw_dir: Path) -> list[Path]:
     """Every file of a corpus folder, in a stable order."""
     raw_dir = Path(raw_dir)
@@ -83,55 +184,156 @@ def corpus_files(raw_dir: Path) -> list[Path]:
     return files
 
 
+def _split_file(raw_dir: Path, split: SplitConfig, name: str) -> Path:
+    path = raw_dir / split.files[name]
+    if not path.is_file():
+        present = ", ".join(p.name for p in corpus_files(raw_dir))
+        raise TextCorpusError(f"{path}: split file for {name!r} not found (files here: {present})")
+    return path
+
+
 def load_split_records(
     raw_dir: Path, record: str, split: SplitConfig, pattern: str | None = None, dedupe: bool = False
 ) -> dict[str, list[str]]:
-    """Read a corpus folder and return its records per split (``train``, ``val``, ``test``).
+    """A corpus folder's records per split (``train``, ``val``, ``test``), all in memory: for small corpora.
 
     With ``dedupe`` a record repeated anywhere in the corpus is kept once (its first occurrence), so the same
     name can never be in both train and val.
     """
-    raw_dir = Path(raw_dir)
-    if split.method == "files":
-        out = {}
-        for name in SPLITS:
-            path = raw_dir / split.files[name]
-            if not path.is_file():
-                present = ", ".join(p.name for p in corpus_files(raw_dir))
-                raise TextCorpusError(f"{path}: split file for {name!r} not found (files here: {present})")
-            out[name] = to_records(read_text(path), record, pattern)
-        if dedupe:
-            seen: set[str] = set()
-            out = {name: [r for r in recs if not (r in seen or seen.add(r))] for name, recs in out.items()}
-    else:
-        records = [r for p in corpus_files(raw_dir) for r in to_records(read_text(p), record, pattern)]
-        if dedupe:
-            records = list(dict.fromkeys(records))
-        out = split_records(records, split, by_length=record == "verbatim_line")
-    if not out["train"]:
-        raise TextCorpusError(f"{raw_dir}: no non-blank {record} in the training split; the corpus is empty")
+    plan = plan_splits(raw_dir, record, split, pattern, dedupe)
+    out: dict[str, list[str]] = {name: [] for name in SPLITS}
+    for block in iter_split_blocks(plan, record, pattern):
+        for name, records in zip(SPLITS, block, strict=True):
+            out[name] += records
     return out
 
 
 def split_records(records: Sequence[str], split: SplitConfig, by_length: bool = False) -> dict[str, list[str]]:
-    """Assign records to splits: ``contiguous`` (head/tail) or ``random`` (seeded, corpus order kept inside a split).
+    """Assign records to splits as :func:`split_assignment` does (``by_length``: shares count characters)."""
+    lengths = np.fromiter((len(r) + 1 for r in records), np.uint32, len(records)) if by_length else None
+    assign = split_assignment(len(records), split, lengths)
+    return {name: list(compress(records, (assign == i).tolist())) for i, name in enumerate(SPLITS)}
 
-    Shares count records, or with ``by_length`` (contiguous only) characters: the cut falls at the end of the line
-    holding the ``1 - val - test`` mark of the text, as nanoGPT cuts tinyshakespeare at 90 % of its characters.
+
+def split_assignment(n: int, split: SplitConfig, lengths: np.ndarray | None = None) -> np.ndarray:
+    """The split of each of ``n`` records, as a (n,) uint8 array of 0 (train), 1 (val), 2 (test).
+
+    ``contiguous``: head/tail; ``random``: a seeded shuffle of the record indices (corpus order is kept inside
+    a split by the callers, who read records in order).  Shares count records, or with ``lengths`` (each
+    record's characters + 1 for the ``<eos>`` closing it; contiguous only) characters: the cut falls at the end
+    of the line holding the ``1 - val - test`` mark of the text, as nanoGPT cuts tinyshakespeare at 90 %.
     """
-    n = len(records)
     n_val, n_test = round(n * split.val), round(n * split.test)
     n_train = n - n_val - n_test
-    if by_length and split.method == "contiguous" and n:
-        ends = np.cumsum([len(r) + 1 for r in records])  # + 1: the <eos> (newline) closing each record
+    if lengths is not None and split.method == "contiguous" and n:
+        total = np.int64(lengths.sum(dtype=np.int64))  # numpy scalars, so numpy's round(), as the cut always was
         # round(): 1 - 0.2 - 0.1 is 0.7000000000000001, which would push a mark sitting on a line end one line on.
-        n_train = int(np.searchsorted(ends, round(ends[-1] * (1 - split.val - split.test), 6))) + 1
-        n_val = min(n - n_train, int(np.searchsorted(ends, round(ends[-1] * (1 - split.test), 6))) + 1 - n_train)
+        marks = round(total * (1 - split.val - split.test), 6), round(total * (1 - split.test), 6)
+        below_train, below_val = _ends_below(lengths, marks)
+        n_train = below_train + 1
+        n_val = min(n - n_train, below_val + 1 - n_train)
         n_test = n - n_train - n_val
-    order = np.arange(n) if split.method == "contiguous" else np.random.default_rng(split.seed).permutation(n)
-    parts = {
-        "train": np.sort(order[:n_train]),
-        "val": np.sort(order[n_train : n_train + n_val]),
-        "test": np.sort(order[n_train + n_val :]),
-    }
-    return {name: [records[i] for i in idx] for name, idx in parts.items()}
+    if split.method == "contiguous":
+        return np.repeat(np.arange(3, dtype=np.uint8), [n_train, n_val, n_test])
+    order = np.random.default_rng(split.seed).permutation(n)
+    assign = np.full(n, 2, np.uint8)
+    assign[order[:n_train]] = 0
+    assign[order[n_train : n_train + n_val]] = 1
+    return assign
+
+
+def _ends_below(lengths: np.ndarray, marks: Sequence[float]) -> list[int]:
+    """How many records end before each mark (``searchsorted`` over their cumulative ends), a million records
+    at a time so that no int64 copy of all the ends is made."""
+    below, offset = [0] * len(marks), np.int64(0)
+    for start in range(0, lengths.size, 1 << 20):
+        ends = offset + np.cumsum(lengths[start : start + (1 << 20)], dtype=np.int64)
+        below = [b + int(np.searchsorted(ends, mark)) for b, mark in zip(below, marks, strict=True)]
+        offset = ends[-1]
+    return below
+
+
+# --------------------------------------------------------------------------- streaming: plan, then blocks
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitPlan:
+    """Where each record of a streamed corpus goes: ``assign[i]`` is the split id (0 train, 1 val, 2 test, or
+    :data:`DROPPED` for a repeat under ``dedupe``) of the i-th record read from ``paths`` in order."""
+
+    raw_dir: Path
+    paths: tuple[Path, ...]
+    assign: np.ndarray  # (records,) uint8
+    records: dict[str, int]  # kept records per split
+
+
+def plan_splits(raw_dir: Path, record: str, split: SplitConfig, pattern: str | None = None, dedupe: bool = False,
+                block_bytes: int = BLOCK_BYTES) -> SplitPlan:
+    """Pass 1 of a streamed corpus: read every record once and decide its split as :func:`load_split_records`
+    would, keeping one byte per record (plus four with a by-characters split), with ``dedupe`` a hash of each
+    distinct record, and for a random split, while it is drawn, numpy's permutation (8 bytes per record)."""
+    raw_dir = Path(raw_dir)
+    seen: set[bytes] | None = set() if dedupe else None
+    if split.method == "files":  # each file is checked just before it is read, as the reference does
+        paths, parts = [], []
+        for i, name in enumerate(SPLITS):
+            paths.append(_split_file(raw_dir, split, name))
+            kept, _ = _scan(iter_record_blocks(paths[-1:], record, pattern, block_bytes), seen, False)
+            parts.append(np.where(kept, i, DROPPED).astype(np.uint8))
+        assign = np.concatenate(parts)
+    else:
+        paths = corpus_files(raw_dir)
+        by_length = record == "verbatim_line" and split.method == "contiguous"
+        kept, lengths = _scan(iter_record_blocks(paths, record, pattern, block_bytes), seen, by_length)
+        assign = np.full(kept.size, DROPPED, np.uint8)
+        assign[kept] = split_assignment(int(np.count_nonzero(kept)), split, lengths)
+    counts = np.bincount(assign, minlength=DROPPED + 1)
+    if not counts[0]:
+        raise TextCorpusError(f"{raw_dir}: no non-blank {record} in the training split; the corpus is empty")
+    return SplitPlan(raw_dir, tuple(paths), assign, {name: int(counts[i]) for i, name in enumerate(SPLITS)})
+
+
+def _scan(blocks: Iterable[list[str]], seen: set[bytes] | None, by_length: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per record, whether it is kept (with ``seen``: the first of its text); the kept ones' lengths + 1."""
+    kept, lengths = [np.zeros(0, bool)], [np.zeros(0, np.uint32)]
+    for block in blocks:
+        if seen is None:
+            kept.append(np.ones(len(block), bool))
+        else:
+            mask = [_first_time(r, seen) for r in block]
+            kept.append(np.array(mask, bool))
+            block = list(compress(block, mask))
+        if by_length:
+            lengths.append(np.fromiter(map(len, block), np.uint32, len(block)) + 1)
+    return np.concatenate(kept), np.concatenate(lengths) if by_length else None
+
+
+def _first_time(record: str, seen: set[bytes]) -> bool:
+    # 16 bytes of blake2b instead of the text: memory per distinct record stays flat, and no run will ever meet
+    # a collision (Python's hash() would be 8 bytes, and salted differently in every process).
+    digest = hashlib.blake2b(record.encode(), digest_size=16).digest()
+    if digest in seen:
+        return False
+    seen.add(digest)
+    return True
+
+
+def iter_split_blocks(plan: SplitPlan, record: str, pattern: str | None = None,
+                      block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[list[str], list[str], list[str]]]:
+    """Read the corpus of ``plan`` again: per block of records, its train, val and test records in order."""
+    start = 0
+    for block in iter_record_blocks(plan.paths, record, pattern, block_bytes):
+        assign = plan.assign[start : start + len(block)]
+        start += len(block)
+        if assign.size < len(block):
+            break
+        yield _select(block, assign, 0), _select(block, assign, 1), _select(block, assign, 2)
+    if start != plan.assign.size:
+        raise TextCorpusError(f"{plan.raw_dir}: the corpus changed while it was being read; run the stage again")
+
+
+def _select(block: list[str], assign: np.ndarray, split_id: int) -> list[str]:
+    mask = assign == split_id
+    if mask.all():
+        return block
+    return list(compress(block, mask.tolist())) if mask.any() else []

@@ -1,8 +1,10 @@
-"""Text tokenizers (pure Python/NumPy) and the dataset builder the tokenize stage calls.
+"""Text tokenizers (pure Python/NumPy) and the dataset builders the tokenize stage calls.
 
 :func:`tokenize_splits` builds the vocabulary on the training split only, encodes
 every split into a flat id stream (each record closed by ``<eos>``) and reports
-the statistics the stage writes as a DVC metric.  :func:`detokenize` turns ids back
+the statistics the stage writes as a DVC metric, all in memory: the simple reference.
+The stage streams instead (:mod:`pipeline.tokenization.stream`): the same files, byte for
+byte, with memory that does not grow with the corpus.  :func:`detokenize` turns ids back
 into text using only what ``vocab.json`` records (its ``meta``).
 """
 
@@ -43,15 +45,20 @@ def tokenize_splits(records: dict[str, list[str]], cfg: TokenizeConfig, name: st
 
 
 def _stats(vocab: Vocabulary, records: dict[str, list[str]], ids: dict[str, np.ndarray]) -> dict:
-    stats: dict = {"vocab_size": len(vocab)}
-    for split, arr in ids.items():
-        n = int(arr.size)
-        unk = int(np.count_nonzero(arr == UNK_ID))
+    return dataset_stats(len(vocab), {split: len(recs) for split, recs in records.items()},
+                         {split: int(arr.size) for split, arr in ids.items()},
+                         {split: int(np.count_nonzero(arr == UNK_ID)) for split, arr in ids.items()})
+
+
+def dataset_stats(vocab_size: int, records: dict[str, int], tokens: dict[str, int], unk: dict[str, int]) -> dict:
+    """``stats.json``: per split its records, tokens and ``<unk>`` tokens, and the training coverage."""
+    stats: dict = {"vocab_size": vocab_size}
+    for split, n in tokens.items():
         stats[split] = {
-            "records": len(records[split]),
+            "records": records[split],
             "tokens": n,
-            "unk_tokens": unk,
-            "unk_rate": round(unk / n, 6) if n else 0.0,  # the share of <unk> tokens, named as the MIDI stats name it
+            "unk_tokens": unk[split],
+            "unk_rate": round(unk[split] / n, 6) if n else 0.0,  # the share of <unk> tokens, as the MIDI stats name it
         }
     stats["train_coverage"] = round(1.0 - stats["train"]["unk_rate"], 6)
     return stats
