@@ -1,6 +1,7 @@
 """DVC stage ``baseline``: an interpolated Kneser-Ney n-gram model for one dataset, scored like the RNNs.
 
-Fits on ``data/tokens/<dataset>/train.npy``, scores val and test (every token, ``<eos>`` included) and
+Fits on ``data/tokens/<dataset>/train.npy`` (its first ``max_train_tokens``, recorded as ``train_tokens``, when
+the dataset's baseline sets a cap), scores val and test (every token, ``<eos>`` included) and
 writes ``metrics/<dataset>/ngram.json``; with ``--samples``, samples the n-gram like the RNNs (``evaluate.samples``)
 into ``samples/<dataset>/ngram/`` and, for music, judges the samples against the held-out pieces (``music``);
 logs an MLflow run ``ngram`` in the dataset's experiment, so every comparison has the row a user would pick
@@ -32,16 +33,20 @@ def run(params_path: str, name: str, data: str, metrics: str, samples: str | Non
     if name not in params.evaluate.baselines:
         valid = ", ".join(params.evaluate.baselines) or "none"
         raise ConfigError(f"{params_path}: evaluate.baselines: no dataset {name!r} (valid: {valid})")
-    order = params.evaluate.baselines[name].order
+    ngram = params.evaluate.baselines[name]
+    order = ngram.order
     data_dir = Path(data)
     files.ensure_writable_dir(Path(metrics).parent, "--metrics")
     if samples:
         files.ensure_writable_dir(Path(samples).parent, "--samples")
     vocab = Vocabulary.load(data_dir / "vocab.json")
     splits = {s: files.read_tokens(data_dir / f"{s}.npy") for s in ("train", "val", "test")}
+    train = splits["train"][: ngram.max_train_tokens]  # a view of the memory map: None keeps every token
     start = time.perf_counter()
-    lm = KneserNeyLM(order, len(vocab)).fit(splits["train"])
-    figures: dict = {"order": order, "ngrams": len(lm.counts[order]), "fit_seconds": round(time.perf_counter() - start, 3)}
+    lm = KneserNeyLM(order, len(vocab)).fit(train)
+    figures: dict = {"order": order, "ngrams": lm.num_ngrams(order), "fit_seconds": round(time.perf_counter() - start, 3)}
+    if ngram.max_train_tokens is not None:  # recorded only when capped, so an uncapped file keeps its keys
+        figures["train_tokens"] = len(train)
     char_level = vocab.meta.get("level") == "char"
     for split in ("val", "test"):
         if splits[split].size:

@@ -63,7 +63,8 @@ def mixture_log_probs(model_log_probs: np.ndarray, ngram_log_probs: np.ndarray, 
 def interpolate_dataset(model: nn.Module, cfg: EvaluateConfig, dataset: str, data_dir: Path,
                         splits: dict[str, np.ndarray], *, where: str, **scoring: Any) -> dict[str, Any] | None:
     """What ``evaluate.interpolate`` asks for ``dataset`` (None: nothing): :func:`interpolate` with the n-gram
-    fitted on ``data_dir/train.npy``.  An empty validation split is refused in one line naming the key and file.
+    fitted on ``data_dir/train.npy`` (its first ``max_train_tokens`` when the dataset's entry sets a cap).  An
+    empty validation split is refused in one line naming the key and file.
     ``scoring``: :func:`interpolate`'s keywords besides ``order`` (vocab_size, mode, batch_size, bptt, device,
     char_level)."""
     from pipeline import files
@@ -75,7 +76,8 @@ def interpolate_dataset(model: nn.Module, cfg: EvaluateConfig, dataset: str, dat
         raise ConfigError(f"{where}: evaluate.interpolate.{dataset}: the mixture's weight is fitted on the validation "
                           f"split, and {data_dir / 'val.npy'} is empty: give the dataset a val share or remove it "
                           f"from evaluate.interpolate")
-    return interpolate(model, files.read_tokens(data_dir / "train.npy"), splits, order=ngram.order, **scoring)
+    train = files.read_tokens(data_dir / "train.npy")[: ngram.max_train_tokens]  # None: every token
+    return interpolate(model, train, splits, order=ngram.order, **scoring)
 
 
 def mixture_line(figures: dict[str, Any]) -> str:

@@ -16,18 +16,29 @@ counts ``N1+(. h w)`` (in how many distinct contexts the n-gram follows), ``h'``
 the oldest token of ``h``, ``N1+(h .)`` is the number of distinct words seen after ``h``
 and ``D_k = n1 / (n1 + 2 n2)`` from the count-of-counts at that order.  An unseen
 context hands its whole mass to the lower order.
+
+The statistics are sorted numpy tables of packed n-grams (:mod:`pipeline.evaluation.ngram_counts`), counted
+and looked up a chunk of positions at a time, so a split of any size is read from its memory map and only a
+chunk becomes int64 (a 6-gram on 100M characters: bench/bench_ngram.py).  The figures are those of the
+tuple-and-Counter model this replaced (tests/ngram_reference.py), bit for bit: the same floating-point
+operations in the same order per token, ``math.log`` rather than ``np.log`` (whose SIMD logarithm differs in
+the last bit on a few tokens in a thousand) and the negative log-likelihood summed token after token.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from pipeline.evaluation.ngram_codes import GramCodec, padded_tokens
+from pipeline.evaluation.ngram_counts import OrderTable, fit_tables
 from pipeline.vocab import EOS_ID, PAD_ID
+
+#: Positions scored at once: the lookups' temporaries stay at a few tens of MB.
+SCORE_CHUNK = 1 << 20
 
 
 class KneserNeyLM:
@@ -39,79 +50,65 @@ class KneserNeyLM:
         self.order = order
         self.vocab_size = vocab_size
         self.support = vocab_size - 1  # every id but <pad> can be predicted
-        # Per order k (1..n): counts[k][(h..., w)], context totals, distinct followers, discount.
-        self.counts: list[dict[tuple[int, ...], int]] = [{} for _ in range(order + 1)]
-        self.totals: list[dict[tuple[int, ...], int]] = [{} for _ in range(order + 1)]
-        self.followers: list[dict[tuple[int, ...], int]] = [{} for _ in range(order + 1)]
+        self.codecs = [GramCodec(vocab_size, k) for k in range(order + 1)]
+        self.tables: dict[int, OrderTable] = fit_tables(np.zeros(0, np.int64), order, vocab_size)
         self.discounts: list[float] = [0.0] * (order + 1)
-        self._index: list[dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]]] | None = None  # for sampling
 
     def fit(self, ids: Sequence[int] | np.ndarray) -> KneserNeyLM:
-        stream = self._padded(ids)
-        n = self.order
-        top: Counter[tuple[int, ...]] = Counter(
-            tuple(stream[i - n + 1 : i + 1]) for i in range(n - 1, len(stream))
-        )
-        self.counts[n] = dict(top)
-        # Continuation counts: each distinct (k+1)-gram adds one to the count of its k-gram suffix.
-        for k in range(n - 1, 0, -1):
-            cont: Counter[tuple[int, ...]] = Counter(gram[1:] for gram in self.counts[k + 1])
-            self.counts[k] = dict(cont)
-        for k in range(1, n + 1):
-            totals: defaultdict[tuple[int, ...], int] = defaultdict(int)
-            followers: defaultdict[tuple[int, ...], int] = defaultdict(int)
-            for gram, c in self.counts[k].items():
-                totals[gram[:-1]] += c
-                followers[gram[:-1]] += 1
-            self.totals[k], self.followers[k] = dict(totals), dict(followers)
-            self.discounts[k] = _discount(self.counts[k].values())
+        self.tables = fit_tables(_as_ids(ids), self.order, self.vocab_size)
+        self.discounts = [0.0] + [self.tables[k].discount for k in range(1, self.order + 1)]
         return self
 
-    def _padded(self, ids: Sequence[int] | np.ndarray) -> list[int]:
-        return [EOS_ID] * (self.order - 1) + [int(i) for i in ids]
+    def num_ngrams(self, k: int) -> int:
+        """How many distinct k-grams the model holds at order ``k`` (the top order: distinct n-grams seen)."""
+        return len(self.tables[k].grams)
 
     def prob(self, context: Sequence[int], word: int) -> float:
         """P(word | the last order-1 tokens of context)."""
         if word == PAD_ID:
             return 0.0
-        p = 1.0 / self.support
-        history = tuple([EOS_ID] * (self.order - 1) + [int(i) for i in context])[len(context) :]
-        for k in range(1, self.order + 1):
-            h = history[len(history) - (k - 1) :] if k > 1 else ()
-            total = self.totals[k].get(h, 0)
-            if total == 0:
-                continue  # unseen context: all mass to the lower order
-            d = self.discounts[k]
-            c = self.counts[k].get((*h, word), 0)
-            p = max(c - d, 0.0) / total + d * self.followers[k][h] / total * p
-        return p
+        tokens = np.array([*self._history(context), word], dtype=np.int64)
+        return float(self._probs(padded_tokens(tokens, 0, len(tokens), 0, self.vocab_size))[0])
 
-    def _followers(self, k: int, h: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """The ids seen after context ``h`` at order ``k`` and their counts (an index built on first use)."""
-        if self._index is None:
-            self._index = [{} for _ in self.counts]
-            for order in range(1, self.order + 1):
-                grouped: defaultdict[tuple[int, ...], list[tuple[int, int]]] = defaultdict(list)
-                for gram, c in self.counts[order].items():
-                    grouped[gram[:-1]].append((gram[-1], c))
-                self._index[order] = {ctx: (np.array([w for w, _ in pairs]), np.array([c for _, c in pairs], dtype=float))
-                                      for ctx, pairs in grouped.items()}
-        return self._index[k].get(h, (np.zeros(0, dtype=np.int64), np.zeros(0)))
+    def _history(self, context: Sequence[int]) -> list[int]:
+        """The ``order - 1`` ids a prediction after ``context`` sees (``<eos>`` before the first)."""
+        padded = [EOS_ID] * (self.order - 1) + [int(i) for i in context]
+        return padded[len(padded) - (self.order - 1) :]
+
+    def _probs(self, tokens: np.ndarray) -> np.ndarray:
+        """P(tokens[i] | the order-1 tokens before it) for every ``i >= order - 1`` of int64 ``tokens``: the
+        interpolation from order 1 up, one vectorised lookup per order, each token's floating-point
+        operations those of the reference model in the same order (so the same bits)."""
+        n = self.order
+        p = np.full(len(tokens) - (n - 1), 1.0 / self.support)
+        for k in range(1, n + 1):
+            table, grams = self.tables[k], tokens[n - k :]  # grams: the k-grams ending at each scored token
+            seen, at = _lookup(table.contexts, self.codecs[k - 1].windows(grams[:-1]))
+            if not seen.any():
+                continue  # unseen context: all mass to the lower order
+            found, where = _lookup(table.grams, self.codecs[k].windows(grams))
+            count = np.where(found, table.counts[where], 0)
+            total, d = table.totals[at], table.discount
+            mixed = np.maximum(count - d, 0.0) / total + d * table.followers[at] / total * p
+            p = np.where(seen, mixed, p)
+        p[tokens[n - 1 :] == PAD_ID] = 0.0
+        return p
 
     def distribution(self, context: Sequence[int]) -> np.ndarray:
         """P(w | context) for every id w at once, (V,): what :meth:`prob` gives one word at a time."""
         p = np.full(self.vocab_size, 1.0 / self.support)
         p[PAD_ID] = 0.0
-        history = tuple([EOS_ID] * (self.order - 1) + [int(i) for i in context])[len(context) :]
+        history = padded_tokens(np.array(self._history(context), np.int64), 0, self.order - 1, 0, self.vocab_size)
         for k in range(1, self.order + 1):
-            h = history[len(history) - (k - 1) :] if k > 1 else ()
-            total = self.totals[k].get(h, 0)
-            if total == 0:
+            table, h = self.tables[k], self.codecs[k - 1].windows(history[self.order - k :])  # (1,)
+            seen, at = _lookup(table.contexts, h)
+            if not seen[0]:
                 continue
-            d = self.discounts[k]
-            ids, counts = self._followers(k, h)
-            p = d * self.followers[k][h] / total * p
-            p[ids] += np.maximum(counts - d, 0.0) / total
+            first = int(np.searchsorted(table.grams, self.codecs[k].first_after(h))[0])
+            total, followers, d = table.totals[at[0]], table.followers[at[0]], table.discount
+            span = slice(first, first + int(followers))  # the context's k-grams sit side by side
+            p = d * followers / total * p
+            p[self.codecs[k].last(table.grams[span])] += np.maximum(table.counts[span] - d, 0.0) / total
         return p
 
     def sample(self, n: int, max_length: int, *, temperature: float = 1.0, top_k: int | None = None,
@@ -144,22 +141,49 @@ class KneserNeyLM:
     def token_log_probs(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """log P(ids[i] | the tokens before it) for every ``i`` (float64, nats), the first tokens in the
         context of ``<eos>`` as in :meth:`nll`."""
-        stream = self._padded(ids)
-        start = self.order - 1
-        return np.array([math.log(self.prob(stream[i - start : i], stream[i])) for i in range(start, len(stream))],
-                        dtype=np.float64)
+        ids = _as_ids(ids)
+        out = np.empty(len(ids), np.float64)
+        start = 0
+        for log_probs in self._chunk_log_probs(ids):
+            out[start : start + len(log_probs)] = log_probs
+            start += len(log_probs)
+        return out
+
+    def _chunk_log_probs(self, ids: np.ndarray) -> Iterator[np.ndarray]:
+        for start in range(0, len(ids), SCORE_CHUNK):
+            p = self._probs(padded_tokens(ids, start, min(start + SCORE_CHUNK, len(ids)), self.order - 1,
+                                          self.vocab_size))
+            # math.log, not np.log: the reference's logarithm, so every figure keeps its last digit.
+            yield np.fromiter(map(math.log, p.tolist()), np.float64, count=len(p))
 
     def nll(self, ids: Sequence[int] | np.ndarray) -> tuple[float, int]:
         """Summed negative log-likelihood (nats) of every token of ``ids``, and how many were scored."""
-        log_probs = self.token_log_probs(ids)
-        total = 0.0
-        for log_prob in log_probs.tolist():  # summed in order, as the baseline's figures always were
-            total -= log_prob
-        return total, len(log_probs)
+        total, scored = 0.0, 0
+        for log_probs in self._chunk_log_probs(_as_ids(ids)):
+            for log_prob in log_probs.tolist():  # summed in order, as the baseline's figures always were
+                total -= log_prob
+            scored += len(log_probs)
+        return total, scored
 
     def perplexity(self, ids: Sequence[int] | np.ndarray) -> float:
         nll, n = self.nll(ids)
         return math.exp(nll / max(n, 1))
+
+
+def _as_ids(ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    """A 1-D id array: an array (a memory map included) as it is, never copied whole; a sequence converted."""
+    array = ids if isinstance(ids, np.ndarray) else np.asarray(ids, dtype=np.int64)
+    if array.ndim != 1:
+        raise ValueError(f"expected a 1-D sequence of token ids, got shape {array.shape}")
+    return array
+
+
+def _lookup(table: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each code is in the sorted ``table``, and its index there (a valid index, 0, when it is not)."""
+    if not len(table):
+        return np.zeros(len(codes), bool), np.zeros(len(codes), np.int64)
+    at = np.minimum(np.searchsorted(table, codes), len(table) - 1)
+    return table[at] == codes, at
 
 
 def _filtered(p: np.ndarray, temperature: float, top_k: int | None, top_p: float | None) -> np.ndarray:
@@ -177,10 +201,3 @@ def _filtered(p: np.ndarray, temperature: float, top_k: int | None, top_p: float
         q /= q.sum()
     return q
 
-
-def _discount(counts) -> float:
-    hist = Counter(c for c in counts if c <= 2)
-    n1, n2 = hist.get(1, 0), hist.get(2, 0)
-    if n1 == 0:
-        return 0.5
-    return min(max(n1 / (n1 + 2 * n2), 0.05), 0.95)
