@@ -21,7 +21,8 @@ from pipeline.config import (
     parse_dataclass,
 )
 from pipeline.config.evaluation import WindowsConfig
-from pipeline.data.text import load_split_records, split_records, to_records
+from pipeline.data.reading import to_records
+from pipeline.data.text import load_split_records, split_records
 from pipeline.evaluation.evaluate import score_splits
 from pipeline.evaluation.scoring import evaluate_windows
 from pipeline.files import read_tokens

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import SplitConfig, TokenizeConfig
-from pipeline.data.text import TextCorpusError, load_split_records, split_records, to_records
+from pipeline.data.reading import TextCorpusError, to_records
+from pipeline.data.text import load_split_records, split_records
 from pipeline.files import read_tokens
 from pipeline.tokenization import detokenize, tokenize_splits
 from pipeline.vocab import EOS_ID, UNK_ID, Vocabulary

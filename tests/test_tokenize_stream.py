@@ -22,8 +22,9 @@ import pytest
 
 from pipeline import files
 from pipeline.config import SplitConfig, TokenizeConfig
-from pipeline.data import text
-from pipeline.data.text import TextCorpusError, iter_split_blocks, iter_text, plan_splits, read_text
+from pipeline.data import reading
+from pipeline.data.reading import TextCorpusError, iter_text, read_text
+from pipeline.data.text import iter_split_blocks, plan_splits
 from pipeline.tokenization import stream, tokenize_splits, word
 from pipeline.vocab import Vocabulary
 from tests.conftest import REPO_ROOT
@@ -133,7 +134,7 @@ def test_streamed_equals_one_shot_byte_for_byte(tmp_path, record, method, level)
                              split=SPLITS[method], **LEVELS[level])
         case = f"{lowercase=} {dedupe=} {limits=}"
         expected = _oracle(raw, cfg, tmp_path / "oracle")
-        for block_bytes in (1, 2, 3, 7, 64, text.BLOCK_BYTES):
+        for block_bytes in (1, 2, 3, 7, 64, reading.BLOCK_BYTES):
             got = _streamed(raw, cfg, tmp_path / f"stream{block_bytes}", block_bytes)
             for name in OUTPUTS:
                 assert got[name] == expected[name], f"{case} block_bytes={block_bytes}: {name} differs"
