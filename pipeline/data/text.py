@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress
 from pathlib import Path
 
@@ -53,25 +53,30 @@ def load_split_records(
 def split_records(records: Sequence[str], split: SplitConfig, by_length: bool = False) -> dict[str, list[str]]:
     """Assign records to splits as :func:`split_assignment` does (``by_length``: shares count characters)."""
     lengths = np.fromiter((len(r) + 1 for r in records), np.uint32, len(records)) if by_length else None
-    assign = split_assignment(len(records), split, lengths)
+    assign = split_assignment(len(records), split, (lambda: [lengths]) if by_length else None)
     return {name: list(compress(records, (assign == i).tolist())) for i, name in enumerate(SPLITS)}
 
 
-def split_assignment(n: int, split: SplitConfig, lengths: np.ndarray | None = None) -> np.ndarray:
+def split_assignment(n: int, split: SplitConfig, lengths: Callable[[], Iterable[np.ndarray]] | None = None,
+                     total: int | None = None) -> np.ndarray:
     """The split of each of ``n`` records, as a (n,) uint8 array of 0 (train), 1 (val), 2 (test).
 
     ``contiguous``: head/tail; ``random``: a seeded shuffle of the record indices (corpus order is kept inside
-    a split by the callers, who read records in order).  Shares count records, or with ``lengths`` (each
-    record's characters + 1 for the ``<eos>`` closing it; contiguous only) characters: the cut falls at the end
-    of the line holding the ``1 - val - test`` mark of the text, as nanoGPT cuts tinyshakespeare at 90 %.
+    a split by the callers, who read records in order).  Shares count records, or with ``lengths`` (contiguous
+    only) characters: the cut falls at the end of the line holding the ``1 - val - test`` mark of the text, as
+    nanoGPT cuts tinyshakespeare at 90 %.  ``lengths()`` yields each record's characters + 1 (the ``<eos>``
+    closing it) block by block, and is called again for each pass (a streamed corpus is read again rather than
+    kept); ``total``, their sum, saves one pass when the caller knows it.
     """
     n_val, n_test = round(n * split.val), round(n * split.test)
     n_train = n - n_val - n_test
     if lengths is not None and split.method == "contiguous" and n:
-        total = np.int64(lengths.sum(dtype=np.int64))  # numpy scalars, so numpy's round(), as the cut always was
+        if total is None:
+            total = sum(int(block.sum(dtype=np.int64)) for block in lengths())
+        total = np.int64(total)  # a numpy scalar, so numpy's round(), as the cut always was
         # round(): 1 - 0.2 - 0.1 is 0.7000000000000001, which would push a mark sitting on a line end one line on.
         marks = round(total * (1 - split.val - split.test), 6), round(total * (1 - split.test), 6)
-        below_train, below_val = _ends_below(lengths, marks)
+        below_train, below_val = _ends_below(lengths(), marks)
         n_train = below_train + 1
         n_val = min(n - n_train, below_val + 1 - n_train)
         n_test = n - n_train - n_val
@@ -84,14 +89,15 @@ def split_assignment(n: int, split: SplitConfig, lengths: np.ndarray | None = No
     return assign
 
 
-def _ends_below(lengths: np.ndarray, marks: Sequence[float]) -> list[int]:
+def _ends_below(blocks: Iterable[np.ndarray], marks: Sequence[float]) -> list[int]:
     """How many records end before each mark (``searchsorted`` over their cumulative ends), a million records
     at a time so that no int64 copy of all the ends is made."""
     below, offset = [0] * len(marks), np.int64(0)
-    for start in range(0, lengths.size, 1 << 20):
-        ends = offset + np.cumsum(lengths[start : start + (1 << 20)], dtype=np.int64)
-        below = [b + int(np.searchsorted(ends, mark)) for b, mark in zip(below, marks, strict=True)]
-        offset = ends[-1]
+    for lengths in blocks:
+        for start in range(0, lengths.size, 1 << 20):
+            ends = offset + np.cumsum(lengths[start : start + (1 << 20)], dtype=np.int64)
+            below = [b + int(np.searchsorted(ends, mark)) for b, mark in zip(below, marks, strict=True)]
+            offset = ends[-1]
     return below
 
 
@@ -112,42 +118,58 @@ class SplitPlan:
 def plan_splits(raw_dir: Path, record: str, split: SplitConfig, pattern: str | None = None, dedupe: bool = False,
                 block_bytes: int = BLOCK_BYTES) -> SplitPlan:
     """Pass 1 of a streamed corpus: read every record once and decide its split as :func:`load_split_records`
-    would, keeping one byte per record (plus four with a by-characters split), with ``dedupe`` a hash of each
-    distinct record, and for a random split, while it is drawn, numpy's permutation (8 bytes per record)."""
+    would, keeping two bytes per record (kept, split id), with ``dedupe`` a hash of each distinct record, and for
+    a random split, while it is drawn, numpy's permutation (8 bytes per record).  A by-characters split reads the
+    records once more to find where the marks fall instead of keeping every record's length."""
     raw_dir = Path(raw_dir)
     seen: set[bytes] | None = set() if dedupe else None
     if split.method == "files":  # each file is checked just before it is read, as the reference does
         paths, parts = [], []
         for i, name in enumerate(SPLITS):
             paths.append(_split_file(raw_dir, split, name))
-            kept, _ = _scan(iter_record_blocks(paths[-1:], record, pattern, block_bytes), seen, False)
-            parts.append(np.where(kept, i, DROPPED).astype(np.uint8))
+            kept, _ = _scan(iter_record_blocks(paths[-1:], record, pattern, block_bytes), seen)
+            parts.append(np.where(kept, np.uint8(i), np.uint8(DROPPED)))
         assign = np.concatenate(parts)
     else:
         paths = corpus_files(raw_dir)
         by_length = record == "verbatim_line" and split.method == "contiguous"
-        kept, lengths = _scan(iter_record_blocks(paths, record, pattern, block_bytes), seen, by_length)
+        kept, total = _scan(iter_record_blocks(paths, record, pattern, block_bytes), seen)
+
+        def lengths() -> Iterator[np.ndarray]:  # the kept records' lengths, read again from the corpus
+            return _kept_lengths(iter_record_blocks(paths, record, pattern, block_bytes), kept)
+
         assign = np.full(kept.size, DROPPED, np.uint8)
-        assign[kept] = split_assignment(int(np.count_nonzero(kept)), split, lengths)
-    counts = np.bincount(assign, minlength=DROPPED + 1)
+        assign[kept] = split_assignment(int(np.count_nonzero(kept)), split, lengths if by_length else None, total)
+    counts = [np.count_nonzero(assign == i) for i in range(DROPPED + 1)]  # bincount would copy assign as int64
     if not counts[0]:
         raise TextCorpusError(f"{raw_dir}: no non-blank {record} in the training split; the corpus is empty")
     return SplitPlan(raw_dir, tuple(paths), assign, {name: int(counts[i]) for i, name in enumerate(SPLITS)})
 
 
-def _scan(blocks: Iterable[list[str]], seen: set[bytes] | None, by_length: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per record, whether it is kept (with ``seen``: the first of its text); the kept ones' lengths + 1."""
-    kept, lengths = [np.zeros(0, bool)], [np.zeros(0, np.uint32)]
+def _scan(blocks: Iterable[list[str]], seen: set[bytes] | None) -> tuple[np.ndarray, int]:
+    """Per record, whether it is kept (with ``seen``: the first of its text); the kept ones' lengths + 1, summed.
+
+    One growing buffer, not an array per block: thousands of small arrays left among a pass's freed strings
+    would each pin a block of the heap, ~150 MB for 1 GB of text."""
+    kept, total = bytearray(), 0
     for block in blocks:
         if seen is None:
-            kept.append(np.ones(len(block), bool))
+            kept += b"\x01" * len(block)
         else:
             mask = [_first_time(r, seen) for r in block]
-            kept.append(np.array(mask, bool))
+            kept += bytes(mask)
             block = list(compress(block, mask))
-        if by_length:
-            lengths.append(np.fromiter(map(len, block), np.uint32, len(block)) + 1)
-    return np.concatenate(kept), np.concatenate(lengths) if by_length else None
+        total += sum(map(len, block)) + len(block)
+    return np.frombuffer(kept, dtype=bool), total
+
+
+def _kept_lengths(blocks: Iterable[list[str]], kept: np.ndarray) -> Iterator[np.ndarray]:
+    """Per block, the lengths + 1 of its records that ``kept`` keeps (uint32)."""
+    start = 0
+    for block in blocks:
+        mask = kept[start : start + len(block)]
+        start += len(block)
+        yield np.fromiter(map(len, compress(block, mask.tolist())), np.uint32) + 1
 
 
 def _first_time(record: str, seen: set[bytes]) -> bool:
