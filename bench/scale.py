@@ -12,15 +12,15 @@ What it does
      often).  Built once into ``<workdir>/corpora`` and reused while size and sha256 match the record.
   2. Per size, a fresh scratch workspace ``<workdir>/ws-<size>/`` holding a copy of the repository's
      params.yaml reduced to one corpus ``scale`` (``type: path``, the corpus file), one tokenize entry
-     ``scale-char`` (char, ``record: verbatim_line``, contiguous split val 0.01 test 0.01), one run
+     ``scale-char`` (char, ``record: verbatim_line``, ``max_size: 128``, contiguous split val 0.01 test 0.01), one run
      ``scale-char-lstm`` (1x256 LSTM, ``time_budget_s: --train-seconds``, ``progress: false``) and one baseline
      ``scale-char: {order: 6, max_train_tokens: 100_000_000}``.  The stages download, tokenize, train, evaluate
      and baseline run there one after another, each as one child process with the very command line of
      dvc.yaml (read from dvc.yaml and rendered for these keys), MLflow tracking into
      ``sqlite:///<workspace>/mlflow.db`` as users run it (``--tracking none`` turns it off).  Per stage: wall
-     time, CPU seconds and peak RSS from ``os.wait4`` (``ru_maxrss``: the largest single process among the stage
-     and what it waited for: its MLflow companion, pool workers), the sampled peak of the RSS summed over its
-     process tree ("tree MB"), and a throughput: download and tokenize MB/s of corpus, train tokens/s of its
+     time, CPU seconds and peak RSS (the largest ``VmHWM`` of one process of the stage's tree, sampled from
+     /proc: the stage itself, its MLflow companion, pool workers; see bench/peak_rss.py for why not
+     ``ru_maxrss``), the sampled peak of the RSS summed over its process tree ("tree MB"), and a throughput: download and tokenize MB/s of corpus, train tokens/s of its
      metrics.json, evaluate tokens scored (val + test) per wall second, baseline training tokens fitted per
      second of fitting.  Then the disk used by the workspace's data/raw, data/tokens, models, metrics, samples
      and MLflow store.  A failing stage is reported (exit code, last stderr lines, log files in
@@ -40,7 +40,7 @@ What it does
      peak RSS against corpus size, log axes, one line per stage).  A dry run writes both into the workdir.
      The JSON is written after every stage, so an interrupted run keeps what it measured.
 
-Targets (1 MB = 10^6 bytes; RSS checked as the larger of ru_maxrss and the tree's summed RSS)
+Targets (1 MB = 10^6 bytes; RSS checked as the larger of one process's peak and the tree's summed RSS)
   * every stage of the 1 GB char corpus finishes with peak RSS <= 2.5 GB;
   * tokenize >= 20 MB/s (char), at the largest size;
   * train tokens/s on 1 GB within 5% of the same model on a small corpus (the 10 MB run is the reference);
@@ -111,7 +111,10 @@ def text_params(corpus: Path, train_seconds: float, tracking: str) -> dict:
     return scratch_params(
         corpora={"scale": {"kind": "text", "description": f".py files of site-packages ({corpus.name})",
                            "source": {"type": "path", "path": str(corpus)}}},
-        tokenize={DATASET: {"corpus": "scale", "level": "char", "record": "verbatim_line",
+        # max_size: the same model at every size.  Source text past a few MB carries thousands of rare
+        # characters (8,548 distinct in the 1 GB corpus, 122 in 10 MB): uncapped, the softmax grows 70x and the
+        # sizes no longer train or score the same network.  Characters past the 125 most frequent become <unk>.
+        tokenize={DATASET: {"corpus": "scale", "level": "char", "record": "verbatim_line", "max_size": 128,
                             "split": {"method": "contiguous", "val": 0.01, "test": 0.01, "seed": 1337}}},
         encode_midi={},
         runs={RUN: {"dataset": DATASET, "variant": VARIANT,

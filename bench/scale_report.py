@@ -19,7 +19,8 @@ ESSEN_S, ESSEN_RSS_MB = 300.0, 2000
 
 
 def rss_of(row: dict) -> float:
-    """The peak a target is checked against: ``ru_maxrss`` or the sampled sum over the process tree, the larger."""
+    """The peak a target is checked against: one process's peak (VmHWM) or the sampled sum over the process tree,
+    the larger."""
     return max(row.get("peak_rss_mb") or 0.0, row.get("tree_rss_mb") or 0.0)
 
 
@@ -255,7 +256,7 @@ def plot(result: dict, path: Path) -> Path:
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
     ax_time.set_title("wall time per stage", fontsize=9)
-    ax_rss.set_title("peak RSS: the larger of ru_maxrss and the process tree's sum", fontsize=9)
+    ax_rss.set_title("peak RSS: the larger of one process's peak and the process tree's sum", fontsize=9)
     ax_time.legend(fontsize=8)
     machine = result.get("machine", {})
     train_s = result.get("settings", {}).get("train_seconds")
