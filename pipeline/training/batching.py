@@ -10,6 +10,11 @@ generator seeded by ``(seed, epoch)``, and starts from a zero state; an epoch is
 A model trained so is scored the same way (consecutive windows, each from a zero state: see
 :func:`pipeline.evaluation.scoring.evaluate_split`), which is what a window-based figure measures.
 
+The split is read where it lies (the memory map :func:`pipeline.files.read_tokens` returns): every batch is
+gathered from it when it is taken (:func:`pipeline.data.windows.gather`) and only the batch becomes int64;
+records mode keeps each record's bounds (16 bytes a record), not the records.  On a GPU each batch is copied
+into page-locked memory as it is taken, so its host-to-device copy can run asynchronously.
+
 With ``world_size`` > 1 (DDP, see :mod:`.distributed`) ``batch_size`` stays the global batch and rank ``rank``
 takes its share of every batch: rows ``[rank*b, (rank+1)*b)`` of the streams (``b = batch_size / world_size``),
 or every ``world_size``-th record of the shuffled global batch; a last records batch too small to give every
