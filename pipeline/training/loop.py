@@ -253,8 +253,7 @@ class Trainer:
         settings = self.settings
         with autocast(self.device, self.amp):
             figures = evaluate_split(self.model, self.val_ids, mode=settings.batching, batch_size=settings.eval_batch_size,
-                                     bptt=settings.eval_bptt, device=self.device, sample_tokens=settings.val_tokens,
-                                     seed=settings.seed)  # a long split: the same seeded sample at every validation
+                                     bptt=settings.eval_bptt, device=self.device, sample_tokens=settings.val_tokens, seed=settings.seed)
         if settings.schedule == "plateau":
             self.scheduler.step(figures["loss"])
         row, improved = record_validation(self.loop, figures, self.directions, self.epochs_done,
