@@ -128,16 +128,25 @@ def write_tokens(path: str | Path, ids: np.ndarray, vocab_size: int) -> None:
         np.save(f, ids.astype(smallest_uint_dtype(max(vocab_size - 1, 0)), copy=False))
 
 
+class TokenFileError(UserError):
+    """A token array that is missing or unreadable; the message names the file and the stage that writes it."""
+
+
+#: Why a streamed token file can come out with another length than its first pass counted.
+_CHANGED = "the input changed while it was being read; run the stage again"
+
+
 class TokenWriter:
     """Appends blocks of token ids to an open ``.npy`` file whose header announced their total number."""
 
-    def __init__(self, file: Any, length: int, dtype: np.dtype) -> None:
-        self.file, self.length, self.dtype, self.written = file, length, dtype, 0
+    def __init__(self, file: Any, length: int, dtype: np.dtype, path: str | Path = "") -> None:
+        self.file, self.length, self.dtype, self.written, self.path = file, length, dtype, 0, path
 
     def write(self, ids: np.ndarray) -> None:
         ids = np.ascontiguousarray(ids, dtype=self.dtype)
         if ids.ndim != 1 or self.written + ids.size > self.length:
-            raise ValueError(f"{ids.shape} more token ids overflow the {self.length} announced ({self.written} written)")
+            raise TokenFileError(f"{self.path}: more token ids than the {self.length} counted before writing: "
+                                 f"{_CHANGED}")
         self.file.write(ids.data)
         self.written += ids.size
 
@@ -154,10 +163,10 @@ def stream_tokens(path: str | Path, length: int, vocab_size: int) -> Iterator[To
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (length,)}
     with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
         np.lib.format.write_array_header_1_0(f, header)  # the version np.save picks for any 1-D array
-        writer = TokenWriter(f, length, dtype)
+        writer = TokenWriter(f, length, dtype, path)
         yield writer
         if writer.written != length:
-            raise ValueError(f"{path}: {writer.written} token ids written, {length} announced")
+            raise TokenFileError(f"{path}: {writer.written} token ids written, {length} counted before: {_CHANGED}")
 
 
 def write_dataset(out: str | Path, vocab: Any, ids: dict[str, np.ndarray], stats: dict[str, Any],
@@ -171,10 +180,6 @@ def write_dataset(out: str | Path, vocab: Any, ids: dict[str, np.ndarray], stats
         write_json(tmp / "stats.json", stats)
         for name, content in (extra or {}).items():
             write_json(tmp / name, content)
-
-
-class TokenFileError(UserError):
-    """A token array that is missing or unreadable; the message names the file and the stage that writes it."""
 
 
 def read_tokens(path: str | Path) -> np.ndarray:

@@ -209,3 +209,23 @@ def test_the_baseline_stage_writes_the_reference_models_figures(tmp_path, monkey
         expected["train_tokens"] = max_train_tokens
     assert written.pop("fit_seconds") >= 0
     assert written == expected
+
+
+def test_the_baseline_stage_refuses_ids_outside_the_vocabulary_in_one_line(tmp_path, monkeypatch, capsys):
+    """A token file that disagrees with its vocab.json (hand-edited, or from another tokenize run): exit 2, one
+    line saying what to do, no metrics file."""
+    from pipeline.files import write_tokens
+    from pipeline.vocab import SPECIALS, Vocabulary
+    from stages import baseline as baseline_stage
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    Vocabulary([*SPECIALS, *(f"c{i}" for i in range(7))], {"level": "char"}).save("data/vocab.json")
+    for name in ("train", "val", "test"):
+        write_tokens(f"data/{name}.npy", np.array([3, 4, 2, 65 if name == "train" else 5, 2]), 70)
+    (tmp_path / "params.yaml").write_text("evaluate: {device: cpu, baselines: {toy: {order: 3}}}\n")
+    assert baseline_stage.main(["--name", "toy", "--data", "data", "--metrics", "metrics/toy/ngram.json"]) == 2
+    err = capsys.readouterr().err
+    assert "token id 65 is outside the vocabulary (ids 0..9)" in err and "dvc repro" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "metrics/toy/ngram.json").exists()

@@ -265,10 +265,14 @@ def test_stream_tokens_matches_write_tokens_and_is_atomic(tmp_path):
         for start in range(0, ids.size, 999):
             writer.write(ids[start : start + 999])
     assert (tmp_path / "streamed.npy").read_bytes() == (tmp_path / "one.npy").read_bytes()
-    with pytest.raises(ValueError, match="3 token ids written, 5 announced"), \
+    with pytest.raises(files.TokenFileError, match="short.npy: 3 token ids written, 5 counted before: the input "
+                       "changed while it was being read; run the stage again"), \
             files.stream_tokens(tmp_path / "short.npy", 5, 10) as writer:
         writer.write(np.arange(3))
-    assert not list(tmp_path.glob("*short*"))
+    with pytest.raises(files.TokenFileError, match="long.npy: more token ids than the 2 counted"), \
+            files.stream_tokens(tmp_path / "long.npy", 2, 10) as writer:
+        writer.write(np.arange(3))
+    assert not list(tmp_path.glob("*short*")) and not list(tmp_path.glob("*long*"))
 
 
 def test_stage_fails_on_max_size_before_reading_the_corpus(tmp_path, capsys):
