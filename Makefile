@@ -3,11 +3,16 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
-# The CPU build of torch is installed first so that the project's `torch>=...` requirement is already
-# satisfied and pip never pulls a multi-GB CUDA build. Off this workplace, add the PyTorch CPU index:
-#   make TORCH_PIP_ARGS="--index-url <PyTorch CPU wheel index>" test
+# The CPU build of torch is installed first, alone (its dependencies come with the rest), so that the project's
+# `torch>=...` requirement is already satisfied and pip never pulls a multi-GB CUDA build. Off this workplace,
+# add the PyTorch CPU index:  make TORCH_PIP_ARGS="--index-url <PyTorch CPU wheel index>" test
 TORCH_VERSION ?= 2.13.0
 TORCH_PIP_ARGS ?=
+# The lock: every install takes each package's exact version from constraints.txt (written by `make lock`), the
+# build of seqlab itself too (its setuptools).  LOCKED= (empty) installs the newest that pyproject.toml allows.
+LOCK := constraints.txt
+LOCKED ?= yes
+PIN := $(if $(LOCKED),-c $(LOCK))
 RUNTIME_STAMP := $(VENV)/.seqlab-runtime
 STAMP := $(VENV)/.seqlab-installed
 # DVC runs each stage's `python -m stages.<name>` through the shell: make sure that is the venv's python.
@@ -27,24 +32,36 @@ export PATH := $(BIN):$(PATH)
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile
 COMPILE = $(BIN)/python -m compileall -qq -j 0 -x '/tests/' "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" || true
 
-.PHONY: install repro retrain test test-fast lint ui bench clean browser-deps
+.PHONY: install lock repro retrain test test-fast lint ui compare bench clean browser-deps
 
 # What the pipeline needs (make repro, make ui): torch, then seqlab and its dependencies.
-$(RUNTIME_STAMP): pyproject.toml
+$(RUNTIME_STAMP): pyproject.toml $(if $(LOCKED),$(LOCK))
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) --upgrade pip
-	$(PIP_INSTALL) "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
-	$(PIP_INSTALL) -e .
+	$(PIP_INSTALL) $(PIN) --upgrade pip
+	$(PIP_INSTALL) $(PIN) --no-deps "torch==$(TORCH_VERSION)" $(TORCH_PIP_ARGS)
+	$(PIP_INSTALL) $(PIN) $(if $(LOCKED),--build-constraint $(LOCK)) -e .
 	@touch $@
 
 # The dev extra on top (tests, linters, the S3 remote, moto): make test, lint, retrain and install.  make repro
 # leaves it out: it is a quarter of the install time and the pipeline never imports it.
 $(STAMP): $(RUNTIME_STAMP)
-	$(PIP_INSTALL) -e ".[dev]"
+	$(PIP_INSTALL) $(PIN) $(if $(LOCKED),--build-constraint $(LOCK)) -e ".[dev]"
 	$(COMPILE)
 	@touch $@
 
 install: $(STAMP)
+
+# Refresh the lock: the installs above, unlocked, in a throw-away venv (the newest releases pyproject.toml allows;
+# torch at TORCH_VERSION), then its `pip freeze` (torch's local label `+cpu` dropped: the CPU index's build and a
+# plain `torch==` pin both match it).  Then run `make test` and commit constraints.txt with what it changed.
+LOCK_VENV ?= $(or $(TMPDIR),/tmp)/seqlab-lock-venv
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv --upgrade-deps $(LOCK_VENV)
+	$(MAKE) --no-print-directory install VENV=$(LOCK_VENV) LOCKED= COMPILE=:
+	{ echo "# Every package \`make\` installs (runtime and dev extra) at its locked version: written by \`make lock\`"; \
+	  echo "# (Python 3.11, Linux x86-64, CPU torch). Change pyproject.toml, then \`make lock\`; never edit by hand."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK) && rm -rf $(LOCK_VENV)
 
 # Python's own bytecode cache on, whatever the environment says (see PIP_INSTALL above).
 WRITE_BYTECODE := env -u PYTHONDONTWRITEBYTECODE
@@ -77,6 +94,10 @@ test-fast: lint
 ui: $(RUNTIME_STAMP)
 	$(WRITE_BYTECODE) MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000 --workers 1
+
+# The workspace and every `dvc exp run` side by side: reports/metrics.json, variants as rows (seqlab compare).
+compare: $(RUNTIME_STAMP)
+	@$(BIN)/seqlab compare
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache

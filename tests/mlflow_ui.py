@@ -5,15 +5,16 @@
   worker outlives it.
 * :func:`chromium_page` launches Debian's ``/usr/bin/chromium`` through Playwright (never ``playwright install``).
   Every request that does not go to 127.0.0.1 is aborted, so a test stays hermetic on any network.
-* Page helpers (:func:`open_experiment`, :func:`show_metric_columns`, :func:`run_metrics`, :func:`run_artifacts`,
-  :func:`screenshot`) act as a user does (click the experiment, the run, the Artifacts tab) and wait on real
+* Page helpers (:func:`open_experiment`, :func:`open_runs`, :func:`sidebar`, :func:`show_metric_columns`,
+  :func:`run_metrics`, :func:`run_artifacts`, :func:`screenshot`) act as a user does (click the experiment, the run, the Artifacts tab) and wait on real
   selectors, never on sleeps.
 
-MLflow 3.17 quirks handled here (see :data:`UI_PRESETS`): the UI opens every experiment in its "GenAI" view
-(traces, no runs table) unless ``workflowType=machine_learning`` is in the URL or in localStorage -- its global
-GenAI / Model training toggle decides, and the experiment's ``mlflow.experimentKind`` tag (which seqlab sets) is
-ignored for that in 3.17 -- and an "MLflow Assistant" side panel opens by itself on first load. Metric columns are
-hidden in the runs table until chosen in "Columns".
+MLflow 3.17 and 3.18 quirks handled here (see :data:`UI_PRESETS`): the UI opens every experiment in its "GenAI"
+view (a GenAI "Overview", no runs table) unless ``workflowType=machine_learning`` is in the URL (:func:`runs_url`,
+the README's link) or in localStorage -- its global GenAI / Model training toggle decides, and the experiment's
+``mlflow.experimentKind`` tag (which seqlab sets) is ignored for that -- and an "MLflow Assistant" side panel opens
+by itself on first load. Metric columns are hidden in the runs table until chosen in "Columns" (no URL parameter
+shows one).
 
 Regenerate the README screenshot from a real store::
 
@@ -36,8 +37,8 @@ from tests.mlflow_server import ServerUrl, free_port, mlflow_server, process_gro
 
 __all__ = [  # the server helpers are re-exported: tests import this one module
     "ServerUrl", "free_port", "mlflow_server", "process_group_members", "stop_process_group",
-    "chromium_page", "open_experiment", "show_metric_columns", "hide_columns", "open_run", "run_metrics",
-    "run_artifacts", "screenshot", "main",
+    "chromium_page", "click_experiment", "open_experiment", "runs_url", "open_runs", "sidebar", "show_metric_columns",
+    "hide_columns", "open_run", "run_metrics", "run_artifacts", "screenshot", "main",
 ]
 
 if TYPE_CHECKING:  # playwright is a dev dependency: imported only where a browser is launched
@@ -63,8 +64,12 @@ RUN_NAME_LINKS = '[role=gridcell][col-id="attributes.`Run Name`"] a'
 # ---------------------------------------------------------------------------------------------- the browser
 
 @contextlib.contextmanager
-def chromium_page(viewport: tuple[int, int] = (1600, 900), timeout_ms: int = 30_000) -> Iterator[Page]:
-    """A Playwright page in a fresh headless Debian chromium (a new temporary profile each launch)."""
+def chromium_page(viewport: tuple[int, int] = (1600, 900), timeout_ms: int = 30_000, *,
+                  presets: bool = True) -> Iterator[Page]:
+    """A Playwright page in a fresh headless Debian chromium (a new temporary profile each launch).
+
+    ``presets``: set :data:`UI_PRESETS` before the app starts; ``False`` is a new user's browser.
+    """
     if not os.access(CHROMIUM, os.X_OK):
         raise RuntimeError(f"{CHROMIUM} not found: install Debian's chromium (`make browser-deps`, needs root)")
     from playwright.sync_api import sync_playwright
@@ -74,9 +79,10 @@ def chromium_page(viewport: tuple[int, int] = (1600, 900), timeout_ms: int = 30_
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_FLAGS))
         try:
             context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
-            context.add_init_script("".join(
-                f"window.localStorage.setItem({json.dumps(key)}, {json.dumps(json.dumps(value))});"
-                for key, value in UI_PRESETS.items()))
+            if presets:
+                context.add_init_script("".join(
+                    f"window.localStorage.setItem({json.dumps(key)}, {json.dumps(json.dumps(value))});"
+                    for key, value in UI_PRESETS.items()))
             # Hermetic: the UI may reach for fonts or telemetry elsewhere; only 127.0.0.1 is allowed.
             context.route(re.compile(r"^(?!https?://127\.0\.0\.1[:/]).*"), lambda route: route.abort())
             context.set_default_timeout(timeout_ms)
@@ -89,13 +95,40 @@ def _exact(text: str) -> re.Pattern[str]:
     return re.compile(rf"^\s*{re.escape(text)}\s*$")
 
 
-def open_experiment(page: Page, base_url: str, name: str) -> list[str]:
-    """Open the experiment list, click experiment ``name``; return the run names its runs table lists."""
+def click_experiment(page: Page, base_url: str, name: str) -> None:
+    """Open the experiment list and click experiment ``name``."""
     page.goto(f"{base_url}/#/experiments")
     page.get_by_test_id("experiment-list-item-link").filter(has_text=_exact(name)).first.click()
+
+
+def open_experiment(page: Page, base_url: str, name: str) -> list[str]:
+    """Click experiment ``name`` in the list; return the run names its runs table lists."""
+    click_experiment(page, base_url, name)
+    return _run_names(page)
+
+
+def runs_url(base_url: str, experiment_id: str) -> str:
+    """The address that opens an experiment's runs table in the "Model training" view in any browser."""
+    return f"{base_url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def open_runs(page: Page, base_url: str, experiment_id: str) -> list[str]:
+    """Go to :func:`runs_url`; return the run names its runs table lists."""
+    page.goto(runs_url(base_url, experiment_id))
+    return _run_names(page)
+
+
+def _run_names(page: Page) -> list[str]:
     links = page.locator(RUN_NAME_LINKS)
     links.first.wait_for()
     return [text.strip() for text in links.all_inner_texts()]
+
+
+def sidebar(page: Page, item: str) -> list[str]:
+    """The left sidebar's entries, read once ``item`` shows among them."""
+    aside = page.locator("aside").first
+    aside.get_by_text(_exact(item)).first.wait_for()
+    return [line.strip() for line in aside.inner_text().splitlines() if line.strip()]
 
 
 def show_metric_columns(page: Page, metrics: Sequence[str]) -> dict[str, dict[str, str]]:

@@ -76,7 +76,7 @@ def test_repro_runs_dvc_with_the_bytecode_cache_on_whatever_the_environment_says
 @pytest.mark.slow  # imports the pipeline's heavy libraries in a fresh interpreter: ~10 s
 def test_the_compile_pass_skips_no_module_the_pipeline_imports(tmp_path):
     """The compile pass leaves out the dependencies' test folders (its -x pattern); no module that the
-    stages and their tracking worker import lives under such a path, so none of them compiles at import."""
+    stages import lives under such a path, so none of them compiles at import."""
     import re
     import shlex
     import sys
@@ -94,3 +94,75 @@ def test_the_compile_pass_skips_no_module_the_pipeline_imports(tmp_path):
     files = [f for f in done.stdout.splitlines() if f.endswith(".py")]
     assert len(files) > 2000  # the heavy stacks were imported
     assert [f for f in files if re.search(pattern, f)] == []
+
+
+# ---------------------------------------------------------------------------------------------- the lock
+
+LOCK = REPO_ROOT / "constraints.txt"
+
+
+def locked_versions() -> dict[str, str]:
+    """constraints.txt as {canonical name: version}; every line but comments is exactly one `name==version`."""
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, str] = {}
+    for line in LOCK.read_text(encoding="utf-8").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, sep, version = line.partition("==")
+        assert sep and name.strip() == name and version and " " not in version, f"not a pin: {line!r}"
+        assert canonicalize_name(name) not in pins, f"{name} pinned twice"
+        pins[canonicalize_name(name)] = version
+    return pins
+
+
+@pytest.mark.parametrize("target", ["repro", "install"])
+def test_every_install_takes_its_versions_from_the_lock(tmp_path, target):
+    installs = [line for line in dry_run(target, tmp_path / "venv") if "pip install" in line]
+    assert installs and all(" -c constraints.txt " in line for line in installs)
+    seqlab = [line for line in installs if " -e " in line]
+    assert seqlab and all("--build-constraint constraints.txt" in line for line in seqlab)
+    # torch alone and first (the CPU build; its dependencies come locked with seqlab's), then seqlab
+    torch = next(i for i, line in enumerate(installs) if '"torch==' in line)
+    assert "--no-deps" in installs[torch] and torch < installs.index(seqlab[0])
+
+
+def test_the_lock_pins_every_requirement_and_the_makefile_torch():
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = locked_versions()
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    for spec in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
+        requirement = Requirement(spec)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in constraints.txt: run `make lock`"
+        assert requirement.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} vs {spec}"
+    (torch_line,) = [line for line in dry_run("install", "unused") if '"torch==' in line]
+    assert f'"torch=={pins["torch"]}"' in torch_line
+
+
+def test_the_checks_run_on_the_locked_versions():
+    """What `make install` built (and CI tests) is the lock: every locked package installed at its version."""
+    from importlib.metadata import distributions
+
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    installed = {canonicalize_name(dist.metadata["Name"]): dist.version for dist in distributions()}
+    pins = locked_versions()
+    wrong = {name: installed.get(name) for name, version in pins.items()
+             if name not in installed or Version(installed[name]).public != version}
+    assert wrong == {}, f"installed versions differ from constraints.txt ({len(pins)} pins): reinstall with " \
+                        "`rm .venv/.seqlab-runtime && make install`"
+
+
+def test_lock_refreshes_from_unlocked_installs_in_a_throwaway_venv(tmp_path):
+    lines = dry_run("lock", tmp_path / "venv")
+    installs = [line for line in lines if "pip install" in line]
+    assert installs and not [line for line in installs if "constraints.txt" in line or str(tmp_path) in line]
+    assert any(line.endswith("-e .") for line in installs) and any('-e ".[dev]"' in line for line in installs)
+    assert [line for line in lines if "pip freeze --all --exclude-editable" in line and "> constraints.txt.tmp" in line]
+    assert lines[-1].startswith("mv constraints.txt.tmp constraints.txt")
