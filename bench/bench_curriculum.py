@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import ModelConfig, TaskTraining
-from pipeline.models import build_task_model
+from pipeline.config import CurriculumTraining, ModelConfig
+from pipeline.models import build_head_model
 from pipeline.models.brnn import BidirectionalStack
 from pipeline.models.registry import MODEL_REGISTRY
 from pipeline.tracking import NullTracker
@@ -67,7 +67,7 @@ def bench_brnn(size: dict, steps: int, repeats: int) -> tuple[float, float]:
 
 
 def bench_loop(steps: int, repeats: int) -> tuple[float, float]:
-    settings = TaskTraining(steps=steps, batch_size=32, lr=0.005, eval_every_steps=steps, log_every_steps=10)
+    settings = CurriculumTraining(steps=steps, batch_size=32, lr=0.005, eval_every_steps=steps, log_every_steps=10)
     generator = torch.Generator().manual_seed(0)
     batches = [(torch.randint(3, 69, (32, 64), generator=generator), torch.randint(0, 2, (32, 64), generator=generator))
                for _ in range(steps)]
@@ -78,7 +78,7 @@ def bench_loop(steps: int, repeats: int) -> tuple[float, float]:
 
     def model():
         torch.manual_seed(0)
-        return build_task_model("tagger", ModelConfig(cell="lstm", embedding_size=32, hidden_size=64), 69, 2)
+        return build_head_model("tagger", ModelConfig(cell="lstm", embedding_size=32, hidden_size=64), 69, 2)
 
     def ours() -> float:
         start = time.perf_counter()

@@ -26,15 +26,16 @@ import torch  # noqa: E402
 
 from pipeline import files  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
-from pipeline.evaluation.scoring import evaluate_split  # noqa: E402
 from pipeline.models.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from pipeline.models.scoring import evaluate_split  # noqa: E402
+from pipeline.run_folder import RunFolder  # noqa: E402
 
 
 def score(workspace: Path, params_path: Path, lanes: list[int], bptt: int) -> list[dict]:
     params = load_params(params_path, required=("train", "evaluate"))
     rows = []
     for name, run in params.train.runs.items():
-        model_path = workspace / "models" / run.dataset / run.variant / "model.pt"
+        model_path = RunFolder(workspace / "models" / run.dataset / run.variant).model
         mode = params.train.settings_for(name).batching
         if not model_path.exists() or mode == "records":
             continue

@@ -76,7 +76,7 @@ def settings(c: dict, steps: int, threads: int) -> TrainSettings:
 
 def run_seqlab(model, ids, c: dict, steps: int, threads: int, store: Path) -> dict:
     from pipeline.tracking.factory import open_tracker
-    from pipeline.training import fit
+    from pipeline.training.loop import fit
 
     s = settings(c, steps, threads)
     tracker = open_tracker(TRACKING, "bench", "lstm", tracking_uri=f"sqlite:///{store}")

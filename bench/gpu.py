@@ -336,7 +336,8 @@ def prepare_params(check: Check) -> Path:
 
 def shrink(raw: dict) -> None:
     """The dry run's params: CPU, toy models, a few seconds of training each."""
-    raw["train"].update(device="cpu", threads=1, precision="auto", log_every_steps=10, layer_norms_every_steps=20)
+    raw["train"]["defaults"].update(device="cpu", threads=1, precision="auto", log_every_steps=10,
+                                    layer_norms_every_steps=20)
     raw["evaluate"].update(device="cpu", windows={"length": 32, "count": 64})
     for run in raw["train"]["runs"].values():
         model = run["model"]
@@ -521,7 +522,7 @@ def child_throughput(args: argparse.Namespace) -> dict:
     import quality_speed
     work = Path(args.work)
     params = load_params(work / "params.yaml")
-    device = torch.device(resolve_device(params.train.device))
+    device = torch.device(resolve_device(params.train.defaults.device))
     bench_train.DEVICE, bench_train.TRACKING = device.type, "none"
     threads = 1 if device.type == "cpu" else 0
     peak = matmul_peak_tflops(device, DRY.matmul_n if args.dry_run else GPU.matmul_n)
@@ -580,8 +581,9 @@ def child_resume(args: argparse.Namespace) -> dict:
     from pipeline.config import ModelConfig, SampleConfig, TrainSettings
     from pipeline.models import build_model
     from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.run_folder import WorkFolder
     from pipeline.runtime import set_seed
-    from pipeline.training import fit, output_path
+    from pipeline.training.loop import fit
 
     bench_train = _bench_train()
     if args.deterministic:
@@ -616,7 +618,7 @@ def child_resume(args: argparse.Namespace) -> dict:
         seconds = time.perf_counter() - start
 
     def weights(name: str) -> dict:
-        payload = load_checkpoint(output_path(work / name, "checkpoint"))
+        payload = load_checkpoint(WorkFolder(work / name).checkpoint)
         if payload["loop"]["step"] != total:
             raise StepFailed(f"{name}: the last checkpoint is of step {payload['loop']['step']}, not {total}")
         return payload["model_state"]

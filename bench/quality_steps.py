@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load_params  # noqa: E402
-from pipeline.evaluation.scoring import evaluate_split, evaluate_windows  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
+from pipeline.models.scoring import evaluate_split, evaluate_windows  # noqa: E402
 from pipeline.runtime import set_seed  # noqa: E402
 from pipeline.training.loop import Trainer  # noqa: E402
 from pipeline.vocab import Vocabulary  # noqa: E402

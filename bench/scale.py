@@ -19,7 +19,7 @@ What it does
      dvc.yaml (read from dvc.yaml and rendered for these keys), MLflow tracking into
      ``sqlite:///<workspace>/mlflow.db`` as users run it (``--tracking none`` turns it off).  Per stage: wall
      time, CPU seconds and peak RSS (the largest ``VmHWM`` of one process of the stage's tree, sampled from
-     /proc: the stage itself, its MLflow companion, pool workers; see bench/peak_rss.py for why not
+     /proc: the stage itself and its pool workers; see bench/peak_rss.py for why not
      ``ru_maxrss``), the sampled peak of the RSS summed over its process tree ("tree MB"), and a throughput: download and tokenize MB/s of corpus, train tokens/s of its
      metrics.json, evaluate tokens scored (val + test) per wall second, baseline training tokens fitted per
      second of fitting.  Then the disk used by the workspace's data/raw, data/tokens, models, metrics, samples

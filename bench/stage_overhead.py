@@ -10,7 +10,7 @@ a model (not counted), then runs interleaved repeats of
 * ``python -m stages.baseline`` (a new ``ngram`` run),
 
 and prints a markdown table: median and min wall seconds, the median minus the ``import torch`` median, and the
-CPU seconds used (user + system, the stage's tracking worker included), with the load average and the CPU's
+CPU seconds used (user + system, of the stage and its child processes), with the load average and the CPU's
 vector flags.  ``--avx2`` caps every subprocess's kernels to AVX2
 (oneDNN, MKL and ATen), as on a CPU without AVX-512.
 
@@ -64,10 +64,10 @@ def write_dataset(folder: Path) -> None:
 
 
 def write_params(path: Path) -> None:
-    """A complete params.yaml: every shared ``train.*`` key (defaults, then the tiny settings) and one run."""
+    """A complete params.yaml: every ``train.defaults`` key (defaults, then the tiny settings) and one run."""
     from pipeline.config import TrainSettings, to_plain
 
-    train = {**to_plain(TrainSettings()), **TRAIN, "runs": {"names-gru": RUN}}
+    train = {"defaults": {**to_plain(TrainSettings()), **TRAIN}, "runs": {"names-gru": RUN}}
     evaluate = {"device": "cpu", "samples": {"n": 2, "max_length": 20}, "baselines": {"names-char": {"order": 3}}}
     path.write_text(yaml.safe_dump({"train": train, "evaluate": evaluate}, sort_keys=False))
 
@@ -85,7 +85,7 @@ def commands(python: str) -> dict[str, list[str]]:
 
 
 def timed(command: list[str], root: Path, env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the command and its waited-for children, the tracking worker included)."""
+    """(wall seconds, CPU seconds of the command and its waited-for children)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)

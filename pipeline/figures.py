@@ -27,10 +27,16 @@ def summarize(sums: Sequence[Any], counts: Sequence[Any], names: tuple[str, ...]
     return out
 
 
+def perplexity(mean_nll: float) -> float:
+    """``exp(mean_nll)``, the one perplexity every figure uses; inf from 700 nats up (near where ``exp`` overflows)
+    and for NaN (a mean over nothing), so a diverged or empty run reports inf rather than raising."""
+    return math.exp(mean_nll) if mean_nll < 700 else math.inf
+
+
 def nll_figures(prefix: str, mean_nll: float) -> dict[str, float]:
     return {
         f"{prefix}loss": mean_nll,
-        f"{prefix}perplexity": math.exp(mean_nll) if mean_nll < 700 else float("inf"),
+        f"{prefix}perplexity": perplexity(mean_nll),
         f"{prefix}bits_per_token": mean_nll / math.log(2),
     }
 

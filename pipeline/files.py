@@ -7,6 +7,7 @@ Every writer goes through a temporary file in the destination folder followed by
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -19,6 +20,9 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import UserError
+
+#: The errno values of a write that found no room: a full disk, a file size limit (ulimit -f), a quota.
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 @contextlib.contextmanager
@@ -34,6 +38,8 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; give outputs the usual mode
         os.replace(tmp_path, path)
+    except OSError as e:
+        raise _in_place(e, tmp_path, path) from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -55,8 +61,18 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except OSError as e:
+        raise _in_place(e, tmp, path) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _in_place(error: OSError, tmp: Path, path: Path) -> OSError:
+    """``error`` naming the output a user knows instead of its temporary twin: a file under ``tmp`` becomes the
+    same file under ``path``; a full disk on a write that named no file (an open file's) names ``path``."""
+    if error.filename is not None and (Path(error.filename) == tmp or tmp in Path(error.filename).parents):
+        return named_os_error(error, path / Path(error.filename).relative_to(tmp))
+    return named_os_error(error, path) if error.filename is None and error.errno in _DISK_FULL else error
 
 
 class OutputPathError(UserError):
@@ -120,16 +136,38 @@ def smallest_uint_dtype(max_value: int) -> np.dtype:
 
 
 def write_tokens(path: str | Path, ids: np.ndarray, vocab_size: int) -> None:
-    """Save a 1-D token-id array as ``.npy`` in the smallest dtype that fits the vocabulary."""
+    """Save a 1-D token-id array as ``.npy`` in the smallest dtype that fits the vocabulary: the bytes
+    ``np.save`` writes, through :func:`stream_tokens` so that a full disk names the file and its cause."""
     ids = np.asarray(ids)
     if ids.ndim != 1:
         raise ValueError(f"token arrays are 1-D, got shape {ids.shape}")
-    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
-        np.save(f, ids.astype(smallest_uint_dtype(max(vocab_size - 1, 0)), copy=False))
+    with stream_tokens(path, ids.size, vocab_size) as writer:
+        writer.write(ids)
 
 
 class TokenFileError(UserError):
     """A token array that is missing or unreadable; the message names the file and the stage that writes it."""
+
+
+class TokenIdError(TokenFileError, ValueError):
+    """A token id the vocabulary does not have: the token file and its ``vocab.json`` disagree."""
+
+
+def token_id_error(bad: int, vocab_size: int, path: str | Path | None = None,
+                   position: int | None = None) -> TokenIdError:
+    """The one-line error for id ``bad`` (at ``position`` of the token file ``path``, when known)."""
+    where, at = (f"{path}: " if path else ""), (f" at position {position}" if position is not None else "")
+    dataset = (Path(path).parent.name if path else "") or "<dataset>"
+    return TokenIdError(f"{where}token id {bad}{at} is outside the vocabulary (ids 0..{vocab_size - 1}): the token "
+                        f"file and vocab.json disagree (a damaged or edited file); rerun the stage that writes them "
+                        f"(dvc repro -f tokenize@{dataset}, or encode_midi@{dataset} for music)")
+
+
+def first_bad_id(ids: np.ndarray, vocab_size: int) -> int | None:
+    """The index of the first id in ``ids`` outside ``0..vocab_size - 1``, or None when every id is inside."""
+    if not ids.size or (ids.max() < vocab_size and (ids.dtype.kind == "u" or ids.min() >= 0)):
+        return None
+    return int(np.flatnonzero((ids >= vocab_size) | (ids < 0))[0])
 
 
 #: Why a streamed token file can come out with another length than its first pass counted.
@@ -147,8 +185,16 @@ class TokenWriter:
         if ids.ndim != 1 or self.written + ids.size > self.length:
             raise TokenFileError(f"{self.path}: more token ids than the {self.length} counted before writing: "
                                  f"{_CHANGED}")
-        self.file.write(ids.data)
+        try:
+            self.file.write(ids.data)
+        except OSError as e:
+            raise named_os_error(e, self.path) from None
         self.written += ids.size
+
+
+def named_os_error(error: OSError, path: str | Path) -> OSError:
+    """``error`` with ``path`` as its file name (a write to an open file names none), keeping its errno."""
+    return OSError(error.errno, error.strerror or str(error), str(path))
 
 
 @contextlib.contextmanager
@@ -161,12 +207,22 @@ def stream_tokens(path: str | Path, length: int, vocab_size: int) -> Iterator[To
     """
     dtype = smallest_uint_dtype(max(vocab_size - 1, 0))
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (length,)}
-    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, header)  # the version np.save picks for any 1-D array
-        writer = TokenWriter(f, length, dtype, path)
-        yield writer
-        if writer.written != length:
-            raise TokenFileError(f"{path}: {writer.written} token ids written, {length} counted before: {_CHANGED}")
+    with atomic_path(path, suffix=".npy") as tmp:
+        f = open(tmp, "wb")  # noqa: SIM115 - closed below, where a failing flush must name the file
+        try:
+            np.lib.format.write_array_header_1_0(f, header)  # the version np.save picks for any 1-D array
+            writer = TokenWriter(f, length, dtype, path)
+            yield writer
+            if writer.written != length:
+                raise TokenFileError(f"{path}: {writer.written} token ids written, {length} counted before: {_CHANGED}")
+        except BaseException:
+            with contextlib.suppress(OSError):  # the file is removed; a failing flush would hide the first error
+                f.close()
+            raise
+        try:
+            f.close()  # flushes the last buffered ids: a full disk can show here first
+        except OSError as e:
+            raise named_os_error(e, path) from None
 
 
 def write_dataset(out: str | Path, vocab: Any, ids: dict[str, np.ndarray], stats: dict[str, Any],
@@ -182,8 +238,11 @@ def write_dataset(out: str | Path, vocab: Any, ids: dict[str, np.ndarray], stats
             write_json(tmp / name, content)
 
 
-def read_tokens(path: str | Path) -> np.ndarray:
+def read_tokens(path: str | Path, vocab_size: int | None = None) -> np.ndarray:
     """A 1-D token-id array, memory-mapped read-only in the dtype it was stored in (uint8/uint16/uint32).
+
+    With ``vocab_size``, every id is first checked to be below it (:func:`check_token_file`): an id outside
+    the vocabulary is a :class:`TokenIdError` naming the file, the id and its position.
 
     Nothing the size of the split is read or converted here: the operating system pages in what a caller
     touches, so a split of any size costs only the pages of the batches gathered from it (nanoGPT and fairseq
@@ -198,4 +257,35 @@ def read_tokens(path: str | Path) -> np.ndarray:
         raise TokenFileError(f"{path}: not a readable .npy token array ({e}); rerun the stage that writes it") from None
     if ids.ndim != 1 or ids.dtype.kind not in "iu":
         raise TokenFileError(f"{path}: expected a 1-D integer array, got {ids.dtype} of shape {ids.shape}")
+    if vocab_size is not None:
+        check_token_file(path, ids, vocab_size)
     return ids
+
+
+#: Ids read per step when a token file is checked against its vocabulary.
+_CHECK_IDS = 1 << 22
+
+
+def check_token_file(path: str | Path, ids: np.ndarray, vocab_size: int) -> None:
+    """Raise :class:`TokenIdError` for the first id of token file ``path`` (``ids``: as :func:`read_tokens`
+    mapped it) outside ``0..vocab_size - 1``.
+
+    The file is read in blocks of :data:`_CHECK_IDS` ids into one buffer, not through the map: pages touched
+    through a map count towards the process's resident memory, so a check of a 1 GB split would add 1 GB to it.
+    A dtype too narrow to hold an id that large needs no reading at all.
+    """
+    if not ids.size or (ids.dtype.kind == "u" and np.iinfo(ids.dtype).max < vocab_size):
+        return
+    buffer = np.empty(min(_CHECK_IDS, ids.size), ids.dtype)
+    with open(path, "rb") as f:
+        f.seek(ids.offset)  # where the ids start, after the header
+        for start in range(0, ids.size, buffer.size):
+            block = buffer[: min(buffer.size, ids.size - start)]
+            if f.readinto(block.view(np.uint8)) != block.nbytes:
+                raise TokenFileError(f"{path}: shorter than its header says; rerun the stage that writes it")
+            _check_block(path, block, start, vocab_size)
+
+
+def _check_block(path: str | Path, block: np.ndarray, start: int, vocab_size: int) -> None:
+    if (bad := first_bad_id(block, vocab_size)) is not None:
+        raise token_id_error(int(block[bad]), vocab_size, path, start + bad)

@@ -12,9 +12,10 @@ is gone stops as on SIGTERM.
 
 Warnings meant for the user (:class:`pipeline.errors.SeqlabWarning`) print as one ``seqlab: warning:`` line.
 
-Tracking: a stage that will track with MLflow starts its tracking worker through ``stage_main``'s ``tracking``
-(:func:`pipeline.tracking.companion.stage_companion`) before its body imports torch, and exits only once the
-worker has written everything.
+Tracking: a stage keeps its MLflow runs in its own process (:func:`pipeline.tracking.factory.open_tracker`) and
+ends them with :func:`pipeline.tracking.lifecycle.tracked_run`, which waits until every point is written (for a
+bounded time when the store is down: :mod:`pipeline.tracking.mlflow_tracker`); an error, Ctrl-C or SIGTERM that
+leaves the body has already ended its runs FAILED or KILLED, wherever the store answered.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pipeline.config import load_params
 from pipeline.errors import SeqlabWarning, Terminated, UserError, first_line
 from pipeline.process import exit_now, install_stop_signals, started_as, watch_starter
 
@@ -41,14 +43,14 @@ def option(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]
 
 
 def stage_main(argv: Sequence[str] | None, doc: str | None, module: str, run: Callable[..., int | None],
-               *options: tuple[tuple[str, ...], dict[str, Any]],
-               tracking: Callable[[dict[str, Any]], Callable[[], None] | None] | None = None) -> int:
-    """Parse ``--params`` plus ``options`` and call ``run(params_path=..., <dest>=...)`` under :func:`run_main`.
+               *options: tuple[tuple[str, ...], dict[str, Any]], requires: tuple[str, ...] = (),
+               stop_note: str = "") -> int:
+    """Parse ``--params`` plus ``options``, read and validate the params file once (the sections in
+    ``requires`` must be there) and call ``run(params=<Params>, <dest>=...)``, all under :func:`run_main`.
 
     Every stage's ``main`` is this one call, so all of them take ``--params``, print ``--help`` from their
-    module docstring, and end the same way on errors and signals.  ``tracking(args)`` starts the stage's
-    tracking worker when it will track with MLflow and returns what closes it (see
-    :func:`pipeline.tracking.companion.stage_companion`).
+    module docstring, stop on bad params with one line (exit 2) before any work, and end the same way on
+    errors and signals.  This is the one place a stage reads ``params.yaml``.
     """
     parser = argparse.ArgumentParser(prog=f"python -m stages.{module}", description=doc)
     parser.add_argument("--params", dest="params_path", default="params.yaml",
@@ -56,7 +58,8 @@ def stage_main(argv: Sequence[str] | None, doc: str | None, module: str, run: Ca
     for flags, kwargs in options:
         parser.add_argument(*flags, **kwargs)
     args = vars(parser.parse_args(argv))
-    code = run_main(lambda: run(**args), tracking=(lambda: tracking(args)) if tracking else None)
+    params_path = args.pop("params_path")
+    code = run_main(lambda: run(params=load_params(params_path, required=requires), **args), stop_note=stop_note)
     if started_as(f"stages.{module}"):
         exit_now(code)
     return code
@@ -68,19 +71,15 @@ def print_summary(stage: str, lines: dict[str, str]) -> None:
         print(f"{stage}: {name}: {text}")
 
 
-def run_main(body: Callable[[], int | None], tracking: Callable[[], Callable[[], None] | None] | None = None) -> int:
+def run_main(body: Callable[[], int | None], stop_note: str = "") -> int:
     """Run a stage's ``body`` with the error, signal and orphan handling described in the module docstring;
-    ``tracking`` first starts the stage's tracking worker and returns what closes it (waiting for it)."""
-    close_companion = (tracking() if tracking else None) or (lambda: None)
+    ``stop_note`` ends the line printed on a signal, saying what the stage leaves behind (train: its checkpoint)."""
     restore = install_stop_signals()
     stop_watching = watch_starter()
     previous_show = warnings.showwarning
     warnings.showwarning = _show_warning
     try:
-        try:
-            return int(body() or 0)
-        finally:  # inside: a signal while the worker finishes ends the stage like one during the body
-            close_companion()
+        return int(body() or 0)
     except UserError as e:
         _error(str(e))
         return 2
@@ -88,10 +87,10 @@ def run_main(body: Callable[[], int | None], tracking: Callable[[], Callable[[],
         _error(describe_os_error(e))
         return 2
     except Terminated as e:
-        print(f"seqlab: {e} (the last checkpoint is kept; the tracking run is marked KILLED)", file=sys.stderr)
+        print(f"seqlab: {e}{f' ({stop_note})' if stop_note else ''}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("seqlab: interrupted (the last checkpoint is kept; the tracking run is marked KILLED)", file=sys.stderr)
+        print(f"seqlab: interrupted{f' ({stop_note})' if stop_note else ''}", file=sys.stderr)
         return 130
     finally:
         stop_watching()

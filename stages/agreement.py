@@ -11,19 +11,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.tracking.companion import stage_companion
+from pipeline.config import Params
+from pipeline.curriculum.agreement import run_agreement, write_agreement
+from pipeline.curriculum.outputs import ExperimentRuns, prepare
 from stages._common import option, print_summary, stage_main
 
 
-def run(params_path: str, out: str) -> int:
-    from pipeline.config import load_params
-    from pipeline.tasks.agreement import run_agreement, write_agreement
-    from pipeline.tasks.outputs import TaskRuns, prepare
-
-    params = load_params(params_path, required=("curriculum",))
+def run(params: Params, out: str) -> int:
     cur = params.curriculum
     device = prepare(cur.device, cur.threads)
-    with TaskRuns(cur.tracking, "agreement", device=device) as runs:
+    with ExperimentRuns(cur.tracking, "agreement", device=device) as runs:
         result = run_agreement(cur.agreement, runs, device, workers=cur.workers)
         runs.log_artifacts(write_agreement(Path(out), result))
     print_summary("agreement", {cell: f"longest distance learnt {m['longest_learnt']}, mean accuracy "
@@ -34,7 +31,7 @@ def run(params_path: str, out: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, __doc__, "agreement", run, option("--out", help="output folder, curriculum/agreement"),
-                      tracking=lambda a: stage_companion(a["params_path"], section="curriculum"))
+                      requires=("curriculum",))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
 """The ``seqlab`` command: what users run outside DVC.
 
 Each subcommand lives in ``stages/commands/<name>.py`` as ``add(subparsers)``,
-which registers its parser and sets ``func``; handlers import the library lazily
-so that ``seqlab --help`` stays fast.  Errors that users can fix (bad files, bad
+which registers its parser and sets ``func``.  Errors that users can fix (bad files, bad
 values) are printed as one line and exit with status 2; no tracebacks.
 """
 
@@ -12,16 +11,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import pipeline
 from stages._common import run_main
-from stages.commands import gradcheck, midi, retrain, sample
+from stages.commands import compare, gradcheck, midi, retrain, sample
 from stages.commands.gradcheck import GRADCHECK_CELLS
 
 __all__ = ["GRADCHECK_CELLS", "build_parser", "main"]
 
 
 def _version(args: argparse.Namespace) -> int:
-    import pipeline
-
     print(f"seqlab {pipeline.__version__}")
     return 0
 
@@ -31,10 +29,6 @@ def add_version(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_version)
 
 
-# Spelled out (not read from pipeline.reference.CELLS) so that `seqlab --help` imports no library code;
-# tests/test_reference.py checks the two lists agree.
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seqlab",
@@ -42,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         "The pipeline itself runs with `dvc repro`; these commands are for everything around it.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (add_version, gradcheck.add, sample.add, midi.add, retrain.add):
+    for add in (add_version, gradcheck.add, sample.add, midi.add, retrain.add, compare.add):
         add(sub)
     return parser
 

@@ -1,7 +1,7 @@
 """DVC stage ``depth``: deep RNNs, the same LM with 1, 2, 3 layers and the same number of steps.
 
 Reads ``data/tokens/<dataset>/{vocab.json,train.npy,val.npy}`` (params ``curriculum.depth`` and the shared
-``train.*`` settings); trains each depth with :func:`pipeline.training.fit` into ``--out/runs/layers_<n>/``
+``train.defaults``); trains each depth with :func:`pipeline.training.loop.fit` into ``--out/runs/layers_<n>/``
 (one MLflow run each, experiment ``depth-<dataset>``) and writes ``curves.csv``, ``depth.png`` and
 ``metrics.json`` to ``--out``.
 """
@@ -12,27 +12,24 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.tracking.companion import stage_companion
+from pipeline.config import Params, apply_overrides
+from pipeline.curriculum.depth import run_depth, write_depth
+from pipeline.curriculum.outputs import ExperimentRuns
+from pipeline.files import read_tokens
+from pipeline.runtime import resolve_device, set_threads
+from pipeline.vocab import Vocabulary
 from stages._common import option, print_summary, stage_main
 
 
-def run(params_path: str, data: str, out: str) -> int:
-    from pipeline.config import load_params
-    from pipeline.files import read_tokens
-    from pipeline.runtime import resolve_device, set_threads
-    from pipeline.tasks.depth import depth_settings, run_depth, write_depth
-    from pipeline.tasks.outputs import TaskRuns
-    from pipeline.vocab import Vocabulary
-
-    params = load_params(params_path, required=("curriculum", "train"))
+def run(params: Params, data: str, out: str) -> int:
     cfg = params.curriculum.depth
-    settings = depth_settings(params.train, cfg)
+    settings = apply_overrides(params.train.defaults, cfg.overrides, f"{params.path}: curriculum.depth.overrides")
     data_dir = Path(data)
     vocab = Vocabulary.load(data_dir / "vocab.json")
     splits = {s: read_tokens(data_dir / f"{s}.npy") for s in ("train", "val")}
     set_threads(settings.threads or None)  # as fit will: with one thread the depths may train side by side
     device = resolve_device(settings.device)
-    with TaskRuns(settings.tracking, f"depth-{cfg.dataset}", device=device,
+    with ExperimentRuns(settings.tracking, f"depth-{cfg.dataset}", device=device,
                   data_files=[data_dir / f for f in ("vocab.json", "train.npy", "val.npy")]) as runs:
         result = run_depth(cfg, settings, len(vocab), splits["train"], splits["val"], Path(out) / "runs", runs.open,
                            char_level=vocab.meta.get("level") == "char", device=device,
@@ -45,8 +42,7 @@ def run(params_path: str, data: str, out: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, __doc__, "depth", run, option("--data", help="data/tokens/<dataset>"),
-                      option("--out", help="output folder, curriculum/depth"),
-                      tracking=lambda a: stage_companion(a["params_path"], section="depth"))
+                      option("--out", help="output folder, curriculum/depth"), requires=("curriculum", "train"))
 
 
 if __name__ == "__main__":

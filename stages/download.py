@@ -12,25 +12,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.config import Params
+from pipeline.data.download import materialise, prune
+from pipeline.data.sources import check_tracked
+from pipeline.midi.io import export_music21_corpus
 from stages._common import option, stage_main
 
 
 def _exporters() -> dict:
     """Source types handled outside pipeline.data (music21 stays confined to pipeline.midi.io)."""
-    def music21(source, dest):
-        from pipeline.midi.io import export_music21_corpus
-
-        export_music21_corpus(source, dest)
-
-    return {"music21": music21}
+    return {"music21": export_music21_corpus}
 
 
-def run(params_path: str, out: str, only: Sequence[str] = ()) -> int:
-    from pipeline.config import load_params
-    from pipeline.data.download import materialise, prune
-    from pipeline.data.sources import check_tracked
-
-    params = load_params(params_path, required=("corpora",))
+def run(params: Params, out: str, only: Sequence[str] = ()) -> int:
     if os.environ.get("DVC_STAGE") and Path("dvc.yaml").is_file():  # run by DVC: it must watch every path source
         check_tracked(params.corpora, Path("dvc.yaml"), os.environ["DVC_STAGE"])
     enabled = {name: c for name, c in params.corpora.items() if c.enabled and (not only or name in only)}
@@ -49,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return stage_main(argv, __doc__, "download", run,
                       option("--out", default="data/raw", help="output folder (default: data/raw)"),
-                      option("--only", nargs="*", default=(), help="materialise only these corpora"))
+                      option("--only", nargs="*", default=(), help="materialise only these corpora"),
+                      requires=("corpora",))
 
 
 if __name__ == "__main__":

@@ -7,18 +7,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline import files
+from pipeline.config import ConfigError, Params
+from pipeline.midi.corpus import MidiCorpusError, encode_corpus
 from stages._common import option, stage_main
 
 
-def run(params_path: str, name: str, raw: str, out: str, workers: int) -> int:
-    from pipeline import files
-    from pipeline.config import ConfigError, load_params
-    from pipeline.midi.corpus import MidiCorpusError, encode_corpus
-
+def run(params: Params, name: str, raw: str, out: str, workers: int) -> int:
     started = time.perf_counter()
-    params = load_params(params_path, required=("corpora", "encode_midi"))
     if name not in params.encode_midi:
-        raise ConfigError(f"{params_path}: encode_midi: no dataset {name!r} (valid: {', '.join(params.encode_midi)})")
+        raise ConfigError(f"{params.path}: encode_midi: no dataset {name!r} (valid: {', '.join(params.encode_midi)})")
     try:
         data = encode_corpus(Path(raw), params.encode_midi[name], name, workers)
     except MidiCorpusError as e:
@@ -47,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         option("--name", help="dataset name: a key of the encode_midi section"),
         option("--raw", help="the MIDI corpus folder, data/raw/<corpus>"),
         option("--out", help="output folder, data/tokens/<name>"),
-        option("--workers", type=int, default=0, help="processes (0: every CPU); results do not depend on it"))
+        option("--workers", type=int, default=0, help="processes (0: every CPU); results do not depend on it"),
+        requires=("corpora", "encode_midi"))
 
 
 if __name__ == "__main__":

@@ -11,20 +11,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.tracking.companion import stage_companion
+from pipeline.config import Params
+from pipeline.curriculum.langid import run_langid, write_langid
+from pipeline.curriculum.outputs import ExperimentRuns, prepare
 from stages._common import option, stage_main
 
 
-def run(params_path: str, raw: str, out: str) -> int:
-    from pipeline.config import load_params
-    from pipeline.tasks.languages import run_langid, write_langid
-    from pipeline.tasks.outputs import TaskRuns, prepare
-
-    params = load_params(params_path, required=("curriculum",))
+def run(params: Params, raw: str, out: str) -> int:
     cur, cfg = params.curriculum, params.curriculum.langid
     device = prepare(cur.device, cur.threads)
     files = [Path(raw) / f"{lang}.txt" for lang in cfg.languages]
-    with TaskRuns(cur.tracking, "langid", data_files=[f for f in files if f.exists()], device=device) as runs:
+    with ExperimentRuns(cur.tracking, "langid", data_files=[f for f in files if f.exists()], device=device) as runs:
         result = run_langid(cfg, Path(raw), runs, device)
         runs.log_artifacts(write_langid(Path(out), result, cfg.languages))
     m = result.metrics
@@ -37,8 +34,7 @@ def run(params_path: str, raw: str, out: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, __doc__, "langid", run,
                       option("--raw", help="data/raw/<corpus> holding one <lang>.txt per language"),
-                      option("--out", help="output folder, curriculum/langid"),
-                      tracking=lambda a: stage_companion(a["params_path"], section="curriculum"))
+                      option("--out", help="output folder, curriculum/langid"), requires=("curriculum",))
 
 
 if __name__ == "__main__":

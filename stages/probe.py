@@ -13,21 +13,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.tracking.companion import stage_companion
+from pipeline.config import Params
+from pipeline.curriculum.outputs import ExperimentRuns, numbers, prepare
+from pipeline.curriculum.probe import clip_threshold, clipping_series, run_gradient_probe, summary, write_probe
+from pipeline.files import read_tokens
 from stages._common import option, print_summary, stage_main
 
 
-def run(params_path: str, data: str, models: str, out: str) -> int:
-    from pipeline.config import load_params
-    from pipeline.files import read_tokens
-    from pipeline.tasks.outputs import TaskRuns, numbers, prepare
-    from pipeline.tasks.probe import clip_threshold, clipping_series, run_gradient_probe, summary, write_probe
-
-    params = load_params(params_path, required=("curriculum", "train"))
+def run(params: Params, data: str, models: str, out: str) -> int:
     cur, cfg = params.curriculum, params.curriculum.probe
     prepare("cpu", cur.threads)  # a few backward passes: no device worth moving to
     split = Path(data) / f"{cfg.split}.npy"
-    with TaskRuns(cur.tracking, "probe", data_files=[split]) as runs:
+    with ExperimentRuns(cur.tracking, "probe", data_files=[split]) as runs:
         tracker = runs.open(cfg.dataset, {"probe": cfg})
         probe = run_gradient_probe(cfg, read_tokens(split), Path(models))
         clipping = clipping_series(Path(models), cfg.clipped, cfg.unclipped)
@@ -43,8 +40,7 @@ def run(params_path: str, data: str, models: str, out: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, __doc__, "probe", run, option("--data", help="data/tokens/<dataset>"),
                       option("--models", help="models/<dataset> (holds every probed variant)"),
-                      option("--out", help="output folder, curriculum/probe"),
-                      tracking=lambda a: stage_companion(a["params_path"], section="curriculum"))
+                      option("--out", help="output folder, curriculum/probe"), requires=("curriculum", "train"))
 
 
 if __name__ == "__main__":

@@ -12,18 +12,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.tracking.companion import stage_companion
+from pipeline import files
+from pipeline.config import Params
+from pipeline.curriculum.outputs import ExperimentRuns, prepare
+from pipeline.curriculum.styles import render_samples, run_styles, write_styles
+from pipeline.vocab import Vocabulary
 from stages._common import option, stage_main
 
 
-def run(params_path: str, tokens: str, out: str) -> int:
-    from pipeline import files
-    from pipeline.config import load_params
-    from pipeline.tasks.outputs import TaskRuns, prepare
-    from pipeline.tasks.styles import render_samples, run_styles, write_styles
-    from pipeline.vocab import Vocabulary
-
-    params = load_params(params_path, required=("curriculum",))
+def run(params: Params, tokens: str, out: str) -> int:
     cur, cfg = params.curriculum, params.curriculum.styles
     device = prepare(cur.device, cur.threads)
     folders = {name: Path(tokens) / name for name in cfg.datasets}
@@ -31,7 +28,7 @@ def run(params_path: str, tokens: str, out: str) -> int:
                        {s: files.read_tokens(folder / f"{s}.npy") for s in ("train", "val")})
                 for name, folder in folders.items()}
     data_files = [folder / f for folder in folders.values() for f in ("vocab.json", "train.npy", "val.npy")]
-    with TaskRuns(cur.tracking, "styles", data_files=data_files, device=device) as runs:
+    with ExperimentRuns(cur.tracking, "styles", data_files=data_files, device=device) as runs:
         result = run_styles(cfg, datasets, runs, device)
         with files.atomic_dir(Path(out) / "samples") as tmp:
             samples = render_samples(result, tmp)
@@ -46,8 +43,7 @@ def run(params_path: str, tokens: str, out: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, __doc__, "styles", run,
                       option("--tokens", help="data/tokens (holds every dataset of curriculum.styles)"),
-                      option("--out", help="output folder, curriculum/styles"),
-                      tracking=lambda a: stage_companion(a["params_path"], section="curriculum"))
+                      option("--out", help="output folder, curriculum/styles"), requires=("curriculum",))
 
 
 if __name__ == "__main__":

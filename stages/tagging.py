@@ -11,24 +11,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.tracking.companion import stage_companion
+from pipeline.config import Params
+from pipeline.curriculum.outputs import ExperimentRuns, prepare
+from pipeline.curriculum.tagging import run_tagging, write_tagging
+from pipeline.files import read_tokens
+from pipeline.vocab import Vocabulary
 from stages._common import option, print_summary, stage_main
 
 
-def run(params_path: str, data: str, out: str) -> int:
-    from pipeline.config import load_params
-    from pipeline.files import read_tokens
-    from pipeline.tasks.outputs import TaskRuns, prepare
-    from pipeline.tasks.spaces import run_tagging, write_tagging
-    from pipeline.vocab import Vocabulary
-
-    params = load_params(params_path, required=("curriculum",))
+def run(params: Params, data: str, out: str) -> int:
     cur = params.curriculum
     device = prepare(cur.device, cur.threads)
     data_dir = Path(data)
     vocab = Vocabulary.load(data_dir / "vocab.json")
     files = {split: data_dir / f"{split}.npy" for split in ("train", "val", "test")}
-    with TaskRuns(cur.tracking, "tagging", data_files=[data_dir / "vocab.json", *files.values()], device=device) as runs:
+    with ExperimentRuns(cur.tracking, "tagging", data_files=[data_dir / "vocab.json", *files.values()], device=device) as runs:
         result = run_tagging(cur.tagging, vocab, {s: read_tokens(p) for s, p in files.items()}, runs, device,
                              workers=cur.workers)
         runs.log_artifacts(write_tagging(Path(out), result))
@@ -41,8 +38,7 @@ def run(params_path: str, data: str, out: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, __doc__, "tagging", run,
                       option("--data", help="data/tokens/<dataset> (character level)"),
-                      option("--out", help="output folder, curriculum/tagging"),
-                      tracking=lambda a: stage_companion(a["params_path"], section="curriculum"))
+                      option("--out", help="output folder, curriculum/tagging"), requires=("curriculum",))
 
 
 if __name__ == "__main__":

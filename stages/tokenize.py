@@ -9,17 +9,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.config import ConfigError, Params
+from pipeline.data.text import iter_split_blocks, plan_splits
+from pipeline.tokenization import stream
 from stages._common import option, stage_main
 
 
-def run(params_path: str, name: str, raw: str, out: str) -> int:
-    from pipeline.config import ConfigError, load_params
-    from pipeline.data.text import iter_split_blocks, plan_splits
-    from pipeline.tokenization import stream
-
-    params = load_params(params_path, required=("tokenize",))
+def run(params: Params, name: str, raw: str, out: str) -> int:
     if name not in params.tokenize:
-        raise ConfigError(f"{params_path}: tokenize: no dataset {name!r} (valid: {', '.join(params.tokenize)})")
+        raise ConfigError(f"{params.path}: tokenize: no dataset {name!r} (valid: {', '.join(params.tokenize)})")
     cfg = params.tokenize[name]
     stream.check_config(cfg)
     plan = plan_splits(Path(raw), cfg.record, cfg.split, cfg.record_pattern, cfg.dedupe)
@@ -35,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return stage_main(argv, __doc__, "tokenize", run,
                       option("--name", help="dataset name: a key of the tokenize section"),
                       option("--raw", help="the corpus folder, data/raw/<corpus>"),
-                      option("--out", help="output folder, data/tokens/<name>"))
+                      option("--out", help="output folder, data/tokens/<name>"), requires=("tokenize",))
 
 
 if __name__ == "__main__":

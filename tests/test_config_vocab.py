@@ -109,7 +109,7 @@ def test_a_run_or_baseline_naming_an_unknown_dataset_is_refused():
     import copy
 
     raw = copy.deepcopy(GOOD)
-    raw["train"] = {**to_plain(TrainSettings()),
+    raw["train"] = {"defaults": to_plain(TrainSettings()),
                     "runs": {"r": {"dataset": "book-chr", "variant": "lstm", "model": {"cell": "lstm"}}}}
     with pytest.raises(ConfigError, match=r"train.runs.r.dataset: unknown dataset 'book-chr' \(valid: book-char\)"):
         parse_params(raw, "params.yaml")
@@ -121,12 +121,72 @@ def test_a_run_or_baseline_naming_an_unknown_dataset_is_refused():
 
 def test_a_shared_train_key_left_out_of_the_params_file_stops_with_its_name():
     raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    del raw["train"]["lr"], raw["train"]["clip"]
+    del raw["train"]["defaults"]["lr"], raw["train"]["defaults"]["clip"]
     with pytest.raises(ConfigError) as caught:
         parse_params(raw, "params.yaml")
     message = str(caught.value)
-    assert message.startswith("params.yaml: train: missing key(s) lr, clip; write each one out")
+    assert message.startswith("params.yaml: train.defaults: missing key(s) lr, clip; write each one out")
     assert "lr: 0.002" in message and "\n" not in message
+
+
+def test_shared_train_settings_outside_train_defaults_or_unknown_in_it_are_named():
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    raw["train"]["defaults"]["lrr"] = 0.1
+    with pytest.raises(ConfigError, match=r"^params.yaml: train.defaults: unknown key 'lrr' \(valid: optimizer, lr,"):
+        parse_params(raw, "params.yaml")
+    del raw["train"]["defaults"]["lrr"]
+    raw["train"] = {**raw["train"].pop("defaults"), **raw["train"]}  # the flat layout of older params files
+    with pytest.raises(ConfigError, match=r"^params.yaml: train: seed, device, threads, precision and 28 more: the shared settings live under "
+                                          r"train.defaults \(valid keys of train: defaults, runs\)"):
+        parse_params(raw, "params.yaml")
+    raw["train"] = {"runs": raw["train"]["runs"]}
+    with pytest.raises(ConfigError, match=r"^params.yaml: train: missing key 'defaults'"):
+        parse_params(raw, "params.yaml")
+
+
+def test_overrides_merge_into_shared_settings_strictly_and_leave_them_alone():
+    from pipeline.config import SampleConfig, apply_overrides
+
+    shared = TrainSettings()
+    merged = apply_overrides(shared, {"lr": 1, "sample": {"n": 0}}, "x.overrides")
+    assert merged.lr == 1.0 and isinstance(merged.lr, float) and merged.sample == SampleConfig(n=0)
+    assert shared == TrainSettings() and merged.batch_size == shared.batch_size
+    for overrides, message in (({"lrr": 1}, r"x.overrides: unknown key 'lrr' \(valid: optimizer, lr, weight_decay"),
+                               ({"lr": "fast"}, r"x.overrides.lr: expected a number, got 'fast'"),
+                               ({"warmup_steps": 5, "schedule": "plateau"}, r"x.overrides: warmup_steps works with")):
+        with pytest.raises(ConfigError, match=message):
+            apply_overrides(shared, overrides, "x.overrides")
+
+
+def test_a_run_whose_overrides_clash_with_the_shared_settings_stops_every_stage_with_its_name():
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    raw["train"]["runs"]["austen-char-lstm"]["overrides"] = {"warmup_steps": 10}  # the shared schedule is plateau
+    with pytest.raises(ConfigError, match=r"^params.yaml: train: runs.austen-char-lstm.overrides: warmup_steps works"):
+        parse_params(raw, "params.yaml")
+
+
+def test_runs_and_tasks_read_the_same_optimizer_keys_where_users_write_them():
+    import dataclasses
+
+    from pipeline.config import OptimizerSettings, flatten
+
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params = parse_params(raw, "params.yaml")
+    keys = [f.name for f in dataclasses.fields(OptimizerSettings)]
+    assert keys == ["optimizer", "lr", "weight_decay", "momentum", "clip", "clip_threshold"]
+    task = params.curriculum.agreement.train
+    assert isinstance(task, OptimizerSettings) and isinstance(params.train.defaults, OptimizerSettings)
+    assert task.lr == raw["curriculum"]["agreement"]["train"]["lr"] and task.clip == "norm"  # a task's default
+    logged = flatten({"train": to_plain(params.train.settings_for("austen-char-lstm"))})  # the MLflow params
+    assert {f"train.{k}": raw["train"]["defaults"][k] for k in keys} == {f"train.{k}": logged[f"train.{k}"] for k in keys}
+
+    raw["curriculum"]["agreement"]["train"]["lrr"] = 0.1
+    with pytest.raises(ConfigError, match=r"agreement.train: unknown key 'lrr' \(valid: optimizer, lr, weight_decay"):
+        parse_params(raw, "params.yaml")
+    del raw["curriculum"]["agreement"]["train"]["lrr"]
+    raw["curriculum"]["tagging"]["train"]["lr"] = 0
+    with pytest.raises(ConfigError, match=r"tagging.train: lr \(0.0\) and clip_threshold \(1.0\) must be > 0"):
+        parse_params(raw, "params.yaml")
 
 
 def test_a_run_parses_its_overrides_into_a_new_mapping_and_leaves_the_given_one_alone():

@@ -22,18 +22,19 @@ from tests.train_helpers import char_dataset, complete_params, write_dataset
 
 PARAMS = """
 train:
-  device: cpu
-  threads: 1
-  batch_size: {batch_size}
-  bptt: 16
-  epochs: 2
-  lr: 0.01
-  log_every_steps: 5
-  checkpoint_every_steps: 10
-  eval_batch_size: 2
-  tracking: none
-  progress: false
-  sample: {{n: 0}}
+  defaults:
+    device: cpu
+    threads: 1
+    batch_size: {batch_size}
+    bptt: 16
+    epochs: 2
+    lr: 0.01
+    log_every_steps: 5
+    checkpoint_every_steps: 10
+    eval_batch_size: 2
+    tracking: none
+    progress: false
+    sample: {{n: 0}}
   runs:
     names-char-lstm:
       dataset: names-char

@@ -11,6 +11,7 @@ import torch
 
 from pipeline.config import EvaluateConfig
 from pipeline.evaluation.evaluate import score_splits
+from pipeline.evaluation.results import Figures, figures_to_metrics, summary_line
 from pipeline.files import read_json
 from stages import baseline as baseline_stage
 from stages import cli
@@ -78,6 +79,27 @@ def test_stream_perplexity_is_the_whole_split_with_state_carried():
     assert figures["bpc"] == pytest.approx(nll / math.log(2), rel=1e-5)
 
 
+def test_figures_flatten_into_tracker_metrics_and_one_summary_line(tmp_path):
+    values = {"val": {"perplexity": 6.3}, "test": {"perplexity": 6.0789, "bpc": 2.6, "tokens": 10},
+              "interpolated": {"ngram_order": 4, "model_weight": 0.58, "ngram_fit_seconds": 0.1,
+                               "val": {"perplexity": 5.6}, "test": {"perplexity": 5.44}},
+              "music": {"pieces": 2, "notes": 12, "closed_notes": 1, "max_note_quarters": 4.0, "in_key_share": None,
+                        "reference": {"pieces": 3}}}
+    variant = Figures(values, sample_dir=tmp_path, samples=("a.mid", "b.mid"))
+    assert figures_to_metrics(variant) == {  # val is the training run's already; None and nested figures stay out
+        "test_perplexity": 6.0789, "test_bpc": 2.6, "test_tokens": 10, "interpolated_model_weight": 0.58,
+        "interpolated_val_perplexity": 5.6, "interpolated_test_perplexity": 5.44, "music_pieces": 2.0,
+        "music_notes": 12.0, "music_closed_notes": 1.0, "music_max_note_quarters": 4.0}
+    assert summary_line(variant) == (
+        "test perplexity 6.079, 2.600 bpc; mixed with a Kneser-Ney 4-gram (weight 0.580 on the model, fitted on val): "
+        f"5.440, 2 sample files in {tmp_path}, 12 sampled notes (1 held longer than 4 quarters closed)")
+    assert variant.sample_files == [tmp_path / "a.mid", tmp_path / "b.mid"]
+    ngram = Figures({"val": values["val"], "test": {"perplexity": 6.5}}, model="Kneser-Ney 3-gram",
+                    tracked_splits=("val", "test"))
+    assert figures_to_metrics(ngram) == {"val_perplexity": 6.3, "test_perplexity": 6.5}
+    assert summary_line(ngram) == "Kneser-Ney 3-gram, test perplexity 6.500" and ngram.sample_files == []
+
+
 def test_evaluate_writes_metrics_samples_and_logs_into_the_training_run(workspace):
     from mlflow import MlflowClient
 
@@ -98,8 +120,19 @@ def test_evaluate_writes_metrics_samples_and_logs_into_the_training_run(workspac
 
 def test_bidirectional_model_is_scored_per_direction_and_sampled_forward(workspace):
     assert _evaluate("bilstm") == 0
-    test = read_json(workspace / "metrics/names-char/bilstm.json")["test"]
-    assert {"forward_perplexity", "backward_perplexity"} <= set(test)
+    scored = read_json(workspace / "metrics/names-char/bilstm.json")
+    support = len(read_json(workspace / "data/tokens/names-char/vocab.json")["tokens"]) - 1  # <pad> never predicted
+    test = scored["test"]
+    for direction in ("forward", "backward"):
+        loss, perplexity = test[f"{direction}_loss"], test[f"{direction}_perplexity"]
+        assert math.isfinite(loss) and 1 < perplexity < support  # a tiny trained model: better than uniform
+        assert perplexity == pytest.approx(math.exp(loss), rel=1e-5)
+        assert test[f"{direction}_bits_per_token"] == pytest.approx(loss / math.log(2), rel=1e-5)
+    assert test["loss"] == pytest.approx((test["forward_loss"] + test["backward_loss"]) / 2, rel=1e-5)  # same tokens
+    assert test["perplexity"] == pytest.approx(math.exp(test["loss"]), rel=1e-5) and test["tokens"] > 0
+    trained = read_json(workspace / "models/names-char/bilstm/metrics.json")  # the best model, scored again
+    for key in ("forward_perplexity", "backward_perplexity", "perplexity"):
+        assert scored["val"][key] == pytest.approx(trained[f"val_{key}"], rel=1e-5)
     assert (workspace / "samples/names-char/bilstm/samples.txt").read_text().strip()
 
 
@@ -187,7 +220,7 @@ def test_sample_command_primes_warns_and_is_reproducible(workspace, capsys):
             "--max-length", "25"]
     assert cli.main(argv) == 0
     out, err = capsys.readouterr()
-    assert "sampled as <unk>: 'Q'" in err
+    assert "1 of the prime's 5 tokens (20%) are not in the model's vocabulary" in err and "e.g. 'Q'" in err
     blocks = [b for b in out.split("\n\n") if b.strip()]
     assert len(blocks) == 2 and all(b.startswith("the ") for b in blocks)
     assert cli.main(argv) == 0

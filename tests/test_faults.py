@@ -3,9 +3,8 @@ MLflow store see afterwards.
 
 For each case: the exit status; stderr is one ``seqlab: error:`` line and no traceback; no output is
 half-written; and the sqlite store holds no RUNNING run.  Signals: SIGTERM ends training with 143, its run
-KILLED and its checkpoint kept; a stage whose parent dies stops; a run whose stage and tracking worker were
-both killed with -9 is closed by the next stage that opens a run in its experiment (a stage killed alone is
-tests/test_tracking_worker.py's).
+KILLED and its checkpoint kept; a stage whose parent dies stops; a run whose stage was killed with -9 is closed
+by the next stage that opens a run in its experiment.
 """
 
 from __future__ import annotations
@@ -29,7 +28,15 @@ import pytest
 
 from pipeline import files
 from tests.conftest import REPO_ROOT
-from tests.train_helpers import complete_params, tiny_params, tiny_run, write_dataset
+from tests.mlflow_server import free_port
+from tests.train_helpers import (
+    complete_params,
+    contents,
+    stopped_after_checkpoint,
+    tiny_params,
+    tiny_run,
+    write_dataset,
+)
 
 PARAMS = tiny_params(
     {"names-lstm": tiny_run(),
@@ -76,7 +83,7 @@ def stage(root: Path, module: str, *args: str, preexec=None, timeout: float = 18
 
 def start(root: Path, module: str, *args: str, wrapper: list[str] | None = None,
           session: bool = False) -> subprocess.Popen:
-    """The stage as a child; ``session``: in a process group of its own (the stage and its tracking worker)."""
+    """The stage as a child; ``session``: in a process group of its own (the stage and any child it forks)."""
     command = [sys.executable, "-m", f"stages.{module}", *args]
     return subprocess.Popen([*(wrapper or []), *command], cwd=root, env=env_for(root), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=session)
@@ -126,16 +133,40 @@ def no_running_runs(root: Path) -> bool:
     return not any("RUNNING" in s for s in statuses(root).values())
 
 
-def wait_for(path: Path, proc: subprocess.Popen, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-
-
 def run_count(root: Path) -> int:
     return sum(len(s) for s in statuses(root).values())
+
+
+def first_checkpoint(root: Path, out: str, proc: subprocess.Popen, seconds: float = 90) -> Path:
+    """The checkpoint of the training writing ``out`` (in its work folder, ``.seqlab/runs/<out>/<fingerprint>/``),
+    once it has written one."""
+    deadline = time.monotonic() + seconds
+    while not (found := sorted((root / ".seqlab/runs" / out).glob("*/checkpoint.pt"))):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"no checkpoint of {out} appeared"
+        time.sleep(0.05)
+    return found[0]
+
+
+def checkpoint_run_id(path: Path) -> str:
+    from pipeline.training.checkpoints import load_training_checkpoint
+
+    return load_training_checkpoint(path)["loop"]["run_id"]
+
+
+@pytest.fixture(scope="module")
+def stopped(workspace) -> Path:
+    """``models/names-char/stopped``: a copy of the trained model's folder, then a training of the same run into it
+    stopped (as on Ctrl-C) after its checkpoint of step 10.  Returns that checkpoint, in the run's work folder."""
+    from stages import train
+
+    shutil.copytree(workspace / "models/names-char/lstm", workspace / "models/names-char/stopped")
+    with pytest.MonkeyPatch.context() as patch, stopped_after_checkpoint(10):
+        patch.chdir(workspace)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workspace / 'mlflow.db'}")
+        assert train.main(train_args("names-lstm", "models/names-char/stopped")) == 130
+    [checkpoint] = (workspace / ".seqlab/runs/models/names-char/stopped").glob("*/checkpoint.pt")
+    return checkpoint
 
 
 # ------------------------------------------------------------------------------------------------ cases
@@ -177,32 +208,53 @@ def test_sample_on_cuda_without_a_gpu_is_one_line(workspace):
 
 
 def test_a_missing_train_key_stops_the_stage_with_its_name(workspace, tmp_path):
-    text = (workspace / "params.yaml").read_text().replace("  momentum: 0.0\n", "")
-    (tmp_path / "params.yaml").write_text(text)
+    text = (workspace / "params.yaml").read_text()
+    assert text.count("    momentum: 0.0\n") == 1  # the one under train.defaults
+    (tmp_path / "params.yaml").write_text(text.replace("    momentum: 0.0\n", ""))
     result = stage(workspace, "train", *train_args("names-lstm", "models/x/y")[2:],
                    "--params", str(tmp_path / "params.yaml"))
-    assert_one_line_error(result, "train: missing key(s) momentum")
+    assert_one_line_error(result, "train.defaults: missing key(s) momentum")
 
 
-def test_resume_after_a_changed_model_shape_is_one_line_and_the_finished_run_stays_finished(workspace):
-    model_dir = workspace / "models/names-char/lstm"
-    checkpoint = (model_dir / "checkpoint.pt").read_bytes()
-    result = stage(workspace, "train", *train_args("names-wide", "models/names-char/lstm", "--resume"))
-    assert_one_line_error(result, "checkpoint.pt was trained with other settings", "model.hidden_size 16 -> 32")
-    assert (model_dir / "checkpoint.pt").read_bytes() == checkpoint
+def test_resume_after_a_changed_model_shape_is_one_line_and_changes_nothing(workspace, stopped):
+    before = contents(workspace / "models/names-char/stopped", stopped.parent)
+    result = stage(workspace, "train", *train_args("names-wide", "models/names-char/stopped", "--resume"))
+    assert_one_line_error(result, f"{stopped.relative_to(workspace)} was trained with other settings",
+                          "model.hidden_size 16 -> 32")
+    assert contents(workspace / "models/names-char/stopped", stopped.parent) == before
+    assert run_status(workspace, checkpoint_run_id(stopped)) == "KILLED"
     assert statuses(workspace)["lstm"][0] == "FINISHED"
     assert no_running_runs(workspace)
 
 
-def test_resume_from_a_corrupt_checkpoint_is_one_line_and_the_finished_run_stays_finished(workspace, tmp_path):
-    copy = tmp_path / "model"
-    shutil.copytree(workspace / "models/names-char/lstm", copy)
-    (copy / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    result = stage(workspace, "train", *train_args("names-lstm", str(copy), "--resume"))
+def test_resume_from_a_corrupt_checkpoint_is_one_line_and_the_finished_run_stays_finished(workspace, stopped):
+    corrupt = workspace / ".seqlab/runs/models/names-char/corrupt" / stopped.parent.name  # the same fingerprint
+    corrupt.mkdir(parents=True)
+    (corrupt / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    result = stage(workspace, "train", *train_args("names-lstm", "models/names-char/corrupt", "--resume"))
     assert_one_line_error(result, "checkpoint.pt: not a readable checkpoint")
-    run_id = json.loads((copy / "mlflow_run.json").read_text())["run_id"]
+    assert (corrupt / "checkpoint.pt").read_bytes() == b"not a checkpoint"
+    run_id = json.loads((workspace / "models/names-char/lstm/mlflow_run.json").read_text())["run_id"]
     assert run_status(workspace, run_id) == "FINISHED"
     assert no_running_runs(workspace)
+
+
+@pytest.mark.parametrize(("out", "extra"), [("lstm", []), ("stopped", ["--resume", "auto"]), ("stopped", [])],
+                         ids=["finished-fresh", "stopped-resume-auto", "stopped-fresh"])
+def test_a_start_that_cannot_reach_the_store_changes_nothing(workspace, stopped, out, extra):
+    """Every check, the store's among them, comes before anything is removed or replaced: the model folder (model.pt,
+    metrics.json, epochs.csv, mlflow_run.json, ...) and the checkpoint stay byte for byte as they were."""
+    folder, work = workspace / "models/names-char" / out, workspace / ".seqlab/runs/models/names-char" / out
+    before, runs = contents(folder, work), run_count(workspace)
+    assert {"model.pt", "metrics.json", "epochs.csv", "mlflow_run.json"} <= {p.name for p in before}
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = {**env_for(workspace), "MLFLOW_TRACKING_URI": url}
+    result = subprocess.run([sys.executable, "-m", "stages.train", *train_args("names-lstm", str(folder), *extra)],
+                            cwd=workspace, env=env, capture_output=True, text=True, timeout=120)
+    assert_one_line_error(result, url, "not reachable")
+    assert result.stdout == ""  # not even the line about resuming: nothing started
+    assert contents(folder, work) == before
+    assert run_count(workspace) == runs and no_running_runs(workspace)
 
 
 def test_evaluate_without_metrics_json_is_one_line_and_writes_nothing(workspace, tmp_path):
@@ -237,42 +289,47 @@ def test_evaluate_never_turns_a_failed_training_run_finished(workspace, tmp_path
     assert status == "FAILED" and "test_perplexity" in metrics  # the figures are added, the status kept
 
 
+def without_root_override() -> list[str]:
+    """A command prefix under which file modes bind: none for a user; for root, ``setpriv`` dropping every
+    capability (CAP_DAC_OVERRIDE among them) from the child while it keeps uid 0, so it owns what it owned."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv (util-linux): file modes do not bind root")
+    return ["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--"]
+
+
 def test_a_read_only_store_is_one_line_naming_the_cause(workspace, tmp_path):
     store = tmp_path / "store"
     store.mkdir()
     shutil.copy(workspace / "mlflow.db", store / "mlflow.db")
-    immutable = os.geteuid() == 0
-    if immutable:  # root writes through file modes: make the file immutable instead
-        if subprocess.run(["chattr", "+i", str(store / "mlflow.db")], capture_output=True).returncode != 0:
-            pytest.skip("chattr +i is not supported on this filesystem, and root ignores file modes")
-    else:
-        (store / "mlflow.db").chmod(0o444)
-        store.chmod(0o555)
+    (store / "mlflow.db").chmod(0o444)
+    store.chmod(0o555)
     try:
         env = {**env_for(workspace), "MLFLOW_TRACKING_URI": f"sqlite:///{store / 'mlflow.db'}"}
-        result = subprocess.run([sys.executable, "-m", "stages.train", *train_args("names-lstm", str(tmp_path / "o"))],
-                                cwd=workspace, env=env, capture_output=True, text=True, timeout=120)
+        argv = [sys.executable, "-m", "stages.train", *train_args("names-lstm", str(tmp_path / "o"))]
+        result = subprocess.run([*without_root_override(), *argv], cwd=workspace, env=env, capture_output=True,
+                                text=True, timeout=120)
     finally:
-        if immutable:
-            subprocess.run(["chattr", "-i", str(store / "mlflow.db")], check=True)
-        else:
-            store.chmod(0o755)
+        store.chmod(0o755)
     assert_one_line_error(result, "readonly database", str(store / "mlflow.db"))
     assert not (tmp_path / "o" / "model.pt").exists()
 
 
-def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_the_run_failed(workspace, tmp_path):
-    out = tmp_path / "big"
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_the_run_failed(workspace):
+    out = "models/big/big"
     limit = 3 * 1024 * 1024  # the checkpoint (weights + two Adam moments, ~5 MB) does not fit; the rest does
 
     def small_files() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    result = stage(workspace, "train", *train_args("names-big", str(out)), preexec=small_files)
+    result = stage(workspace, "train", *train_args("names-big", out), preexec=small_files)
     assert_one_line_error(result, "checkpoint.pt: could not write the checkpoint", "free disk space")
-    assert not (out / "checkpoint.pt").exists()
-    assert not [p.name for p in out.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
-    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    work = workspace / ".seqlab/runs" / out
+    assert not list(work.rglob("checkpoint.pt")) and not list(work.rglob("*.tmp"))
+    assert not any((workspace / out).iterdir())  # the model folder gets files only from a finished run
+    with sqlite3.connect(workspace / "mlflow.db") as db:
+        (run_id,) = db.execute("SELECT run_uuid FROM runs WHERE name = 'big'").fetchone()
     assert run_status(workspace, run_id) == "FAILED"
     assert "could not write the checkpoint" in run_tags(workspace, run_id)["failure_reason"]
 
@@ -280,15 +337,15 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_the_run_failed(wo
 @pytest.fixture(scope="module")
 def long_runs(workspace, tmp_path_factory) -> dict[str, tuple[subprocess.Popen, Path]]:
     """Three long trainings started together (they overlap their start-up), each stopped by its own test."""
-    root = tmp_path_factory.mktemp("long")
-    runs = {"sigterm": start(workspace, "train", *train_args("names-long", str(root / "sigterm"))),
-            "nine": start(workspace, "train", *train_args("names-long", str(root / "nine")), session=True)}
-    command = " ".join([sys.executable, "-m", "stages.train", *train_args("names-long", str(root / "orphan"))])
+    root = "models/long"
+    runs = {"sigterm": start(workspace, "train", *train_args("names-long", f"{root}/sigterm")),
+            "nine": start(workspace, "train", *train_args("names-long", f"{root}/nine"), session=True)}
+    command = " ".join([sys.executable, "-m", "stages.train", *train_args("names-long", f"{root}/orphan")])
     # parent -> shell -> stage, as under dvc repro (the trailing `; true` keeps the shell from exec'ing the stage)
     runs["orphan"] = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run(sys.argv[1], "
                                        "shell=True)", f"{command}; true"], cwd=workspace, env=env_for(workspace),
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    yield {name: (proc, root / name) for name, proc in runs.items()}
+    yield {name: (proc, f"{root}/{name}") for name, proc in runs.items()}
     for proc in runs.values():
         if proc.poll() is None:
             proc.kill()
@@ -297,25 +354,25 @@ def long_runs(workspace, tmp_path_factory) -> dict[str, tuple[subprocess.Popen, 
 
 def test_sigterm_ends_training_with_143_its_run_killed_and_its_checkpoint_kept(workspace, long_runs):
     proc, out = long_runs["sigterm"]
-    wait_for(out / "checkpoint.pt", proc)
+    checkpoint = first_checkpoint(workspace, out, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1].startswith("seqlab: terminated by SIGTERM")
     assert "Traceback" not in err
-    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    run_id = checkpoint_run_id(checkpoint)
     assert run_status(workspace, run_id) == "KILLED", run_tags(workspace, run_id)
     assert run_tags(workspace, run_id)["failure_reason"] == "terminated by SIGTERM"
     from pipeline.training.checkpoints import load_training_checkpoint
 
-    assert load_training_checkpoint(out / "checkpoint.pt")["loop"]["step"] >= 5
+    assert load_training_checkpoint(checkpoint)["loop"]["step"] >= 5
+    assert not any((workspace / out).iterdir())  # the model folder gets files only from a finished run
 
 
 def test_training_stops_when_the_process_that_started_it_dies(workspace, long_runs):
     """As under ``dvc repro``: parent -> shell -> stage.  Killing the parent (as SIGTERM kills dvc) stops the stage."""
     parent, out = long_runs["orphan"]
-    wait_for(out / "checkpoint.pt", parent)
-    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    run_id = checkpoint_run_id(first_checkpoint(workspace, out, parent))
     pid = int(run_tags(workspace, run_id)["seqlab.pid"])
     parent.kill()
     parent.wait(timeout=30)
@@ -328,12 +385,12 @@ def test_training_stops_when_the_process_that_started_it_dies(workspace, long_ru
 
 
 def test_a_run_killed_with_9_is_closed_by_the_next_stage_with_one_line(workspace, long_runs, tmp_path):
-    """The stage and its tracking worker both killed (a lost machine, the OOM killer taking the group)."""
+    """The stage's whole process group killed (a lost machine, the OOM killer taking the group)."""
     proc, out = long_runs["nine"]
-    wait_for(out / "checkpoint.pt", proc)
+    checkpoint = first_checkpoint(workspace, out, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
-    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    run_id = checkpoint_run_id(checkpoint)
     assert run_status(workspace, run_id) == "RUNNING"  # nothing could close it
     result = stage(workspace, "baseline", "--params", "params.yaml", "--name", "names-char", "--data",
                    "data/tokens/names-char", "--metrics", str(tmp_path / "ngram.json"))

@@ -211,10 +211,10 @@ def test_piano_roll_fixed_margins_keep_every_label_and_the_title_inside_the_pict
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from pipeline.midi.events import Note, Piece
-    from pipeline.midi.pianoroll import HEIGHT_IN, piano_roll_figure
+    from pipeline.midi.pianoroll import HEIGHT_IN, piano_roll_plot
 
     notes = tuple(Note(i * quarters, (i + 1) * quarters, p, 80, 0, 0, 0) for i, p in enumerate(pitches))
-    fig = piano_roll_figure(Piece(notes, 1), "sample_00.mid")
+    fig = piano_roll_plot(Piece(notes, 1), "sample_00.mid")
     FigureCanvasAgg(fig).draw()
     width, height = fig.bbox.width, fig.bbox.height
     assert (width, height) == (100 * min(20.0, 4.0 + len(pitches) * quarters / 8), 100 * HEIGHT_IN)

@@ -48,8 +48,8 @@ def solos(params: dict) -> None:
                                        "split": {"method": "random", "val": 0.2, "test": 0.2, "seed": 7}}}
     for section in [s for s in params if s not in ("corpora", "encode_midi", "train", "evaluate")]:
         del params[section]
-    params["train"].update(epochs=2, threads=1, progress=False, tracking="none", batch_size=2, bptt=16,
-                           eval_bptt=64, checkpoint_every_steps=1000, sample={"n": 0})
+    params["train"]["defaults"].update(epochs=2, threads=1, progress=False, tracking="none", batch_size=2,
+                                       bptt=16, eval_bptt=64, checkpoint_every_steps=1000, sample={"n": 0})
     params["train"]["runs"] = {f"{DATASET}-gru": {"dataset": DATASET, "variant": "gru",
                                                    "model": {"cell": "gru", "embedding_size": 8, "hidden_size": 16}}}
     params["evaluate"].update(device="cpu", baselines={DATASET: {"order": 2}}, register_champion=False,

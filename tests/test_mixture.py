@@ -10,8 +10,8 @@ import torch
 
 from pipeline.evaluation.mixture import fit_weight, interpolate, mixture_log_probs
 from pipeline.evaluation.ngram import KneserNeyLM
-from pipeline.evaluation.scoring import evaluate_split, token_log_probs
 from pipeline.models import NonCausalModelError
+from pipeline.models.scoring import evaluate_split, token_log_probs
 from pipeline.vocab import EOS_ID
 from tests.train_helpers import tiny_model
 

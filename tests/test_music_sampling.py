@@ -141,8 +141,17 @@ def test_the_ngram_baseline_samples_music_and_judges_it(tmp_path):
     assert lm.distribution([5, 6])[7] == pytest.approx(lm.prob([5, 6], 7))
     cfg = EvaluateConfig(samples=SampleConfig(n=3, max_length=50, temperature=0.8, max_note_quarters=2.0))
     files, figures = draw_ngram_and_judge(lm, vocab, cfg, tmp_path, splits)
-    assert len([f for f in files if f.suffix == ".mid"]) == 3
-    assert figures["music"]["pitch_class_histogram_distance"] is not None
+    sampled = [read_midi(f) for f in files if f.suffix == ".mid"]
+    assert len(sampled) == 3
+    # Trained on four one-line melodies of quarter notes: the samples hold their pitches, one quarter each.
+    assert {n.pitch for p in sampled for n in p.notes} <= {60, 62, 64, 65, 67, 72}
+    assert all(n.end - n.start == p.resolution for p in sampled for n in p.notes)
+    music = figures["music"]
+    assert music["pieces"] == 3 and music["notes"] == sum(len(p.notes) for p in sampled) > 3
+    assert music["note_length_histogram_distance"] == music["ioi_histogram_distance"] == 0.0
+    assert music["polyphony"] == 1.0 and music["closed_notes"] == 0
+    # the pitch classes of val+test: nearer the test pieces than the val pieces are (the floor)
+    assert 0 < music["pitch_class_histogram_distance"] < music["floor"]["pitch_class_histogram_distance"] < 1
     again, _ = draw_ngram_and_judge(lm, vocab, cfg, tmp_path / "again", splits)
     assert [f.read_bytes() for f in again if f.suffix == ".mid"] == [f.read_bytes() for f in files if f.suffix == ".mid"]
     assert len(split_pieces(splits["test"], vocab)) == 2
@@ -234,8 +243,8 @@ def music_params() -> str:
 
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     train, evaluate = params["train"], params["evaluate"]
-    train.update(device="cpu", threads=1, batch_size=2, bptt=16, epochs=1, eval_batch_size=2, progress=False,
-                 sample={"n": 0})
+    train["defaults"].update(device="cpu", threads=1, batch_size=2, bptt=16, epochs=1, eval_batch_size=2,
+                             progress=False, sample={"n": 0})
     train["runs"] = {"tunes-note-gru": {"dataset": "tunes-note", "variant": "gru",
                                         "model": {"cell": "gru", "embedding_size": 8, "hidden_size": 16}}}
     evaluate.update(device="cpu", baselines={"tunes-note": {"order": 2}}, register_champion=False,

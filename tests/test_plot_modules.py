@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-MODULES = ("pipeline.evaluation.plots", "pipeline.training.plots", "pipeline.tasks.plots", "pipeline.midi.pianoroll")
+MODULES = ("pipeline.evaluation.plots", "pipeline.training.plots", "pipeline.curriculum.plots", "pipeline.midi.pianoroll")
 
 SCRIPT = """
 import importlib, json, sys
@@ -48,12 +48,12 @@ def test_the_gradient_norm_plot_labels_its_log_axis_with_plain_numbers(scale, ex
     are labelled; so are 2, 3 and 5 times a power of ten when the view spans at most one decade."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from pipeline.training.plots import grad_norms_figure
+    from pipeline.training.plots import grad_norms_plot
 
     span = 40 if scale < 1 else 3  # 0.5-20 and 0.05-2 span decades; 2.5-7.5 spans less than one
     intervals = [{"step": s, "grad_norm_mean": scale * s, "grad_norm_max": scale * s * 1.1,
                   "grad_norm_clipped_mean": scale * s, "clip_rate": 0.1} for s in range(1, span + 1)]
-    fig = grad_norms_figure(intervals, threshold=None)
+    fig = grad_norms_plot(intervals, threshold=None)
     FigureCanvasAgg(fig).draw()
     axis = fig.axes[0].yaxis
     labels = [t.get_text() for t in axis.get_majorticklabels() + axis.get_minorticklabels() if t.get_text()]

@@ -48,7 +48,7 @@ def test_bf16_on_a_cpu_without_native_bf16_falls_back_to_fp32_with_one_warning()
 def test_training_with_bf16_on_an_avx2_cpu_completes_in_fp32(tmp_path):
     code = ("import warnings\n"
             "from tests.train_helpers import char_dataset, tiny_model, tiny_settings\n"
-            "from pipeline.training import fit\n"
+            "from pipeline.training.loop import fit\n"
             "vocab, train, val = char_dataset()\n"
             "with warnings.catch_warnings(record=True) as caught:\n"
             "    warnings.simplefilter('always')\n"

@@ -80,7 +80,26 @@ def test_a_stage_process_ends_after_its_threads_atexit_handlers_and_buffered_out
     assert result.stdout.split() == ["buffered", "thread", "done", "atexit", "ran"]
 
 
-def test_stage_main_returns_when_called_in_process():
+def test_stage_main_returns_when_called_in_process(tmp_path):
     from stages._common import stage_main
 
-    assert stage_main(["--params", "x.yaml"], None, "tokenize", lambda params_path: 7) == 7
+    (tmp_path / "x.yaml").write_text("{}\n")
+    assert stage_main(["--params", str(tmp_path / "x.yaml")], None, "tokenize", lambda params: 7) == 7
+
+
+def test_stage_main_reads_the_params_once_and_stops_on_bad_ones_before_the_stage_runs(tmp_path, capsys):
+    from stages._common import option, stage_main
+
+    seen = []
+    params = tmp_path / "params.yaml"
+    params.write_text("retrain: {max_regression: 0.1}\n")
+    argv = ["--params", str(params), "--out", "o"]
+    assert stage_main(argv, None, "report", lambda **kw: seen.append(kw), option("--out"), requires=("retrain",)) == 0
+    assert seen[0]["out"] == "o" and seen[0]["params"].retrain.max_regression == 0.1 and set(seen[0]) == {"params", "out"}
+    for text, message in (("retrain: {max_regresion: 0.1}\n", "retrain: unknown key 'max_regresion' (valid: "),
+                          ("{}\n", "missing section 'retrain'")):
+        params.write_text(text)
+        assert stage_main(argv, None, "report", seen.append, option("--out"), requires=("retrain",)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"seqlab: error: {params}: ") and message in err and err.count("\n") == 1
+    assert len(seen) == 1

@@ -24,20 +24,21 @@ from pipeline.config.evaluation import WindowsConfig
 from pipeline.data.reading import to_records
 from pipeline.data.text import load_split_records, split_records
 from pipeline.evaluation.evaluate import score_splits
-from pipeline.evaluation.scoring import evaluate_windows
 from pipeline.files import read_tokens
 from pipeline.models import AdaptiveSoftmax, build_model
 from pipeline.models.checkpoint import checkpoint_payload, load_checkpoint, model_from_checkpoint, save_checkpoint
 from pipeline.models.objective import next_token_loss
 from pipeline.models.sampling import sample
+from pipeline.models.scoring import evaluate_windows
+from pipeline.run_folder import RunFolder
 from pipeline.tokenization import detokenize, tokenize_splits
-from pipeline.training import fit, output_path
 from pipeline.training.devices import bf16_unsupported_reason
+from pipeline.training.loop import fit
 from pipeline.training.optim import StepSchedule, build_scheduler
 from pipeline.vocab import EOS_ID, PAD_ID, Vocabulary
 from stages import tokenize as tokenize_stage
 from tests.model_helpers import VOCAB, random_ids, tiny_model
-from tests.train_helpers import char_dataset, tiny_settings
+from tests.train_helpers import TrainingClock, char_dataset, tiny_settings
 from tests.train_helpers import tiny_model as tiny_train_model
 
 CUTOFFS = (4, 8)  # VOCAB = 13: a head of ids 0..3 and two tail clusters, 4..7 and 8..12
@@ -240,22 +241,6 @@ def test_bad_warmup_and_time_budget_are_refused(fields, message):
     assert f"train: {message}" in str(err.value) and "\n" not in str(err.value)
 
 
-class TrainingClock:
-    """A clock that moves only while the model trains: ``seconds_per_step`` per training forward pass
-    (validation and sampling run the model in eval mode and take no time), so the budget is met at a known step."""
-
-    def __init__(self, model: torch.nn.Module, seconds_per_step: float) -> None:
-        self.now = 0.0
-        model.register_forward_pre_hook(lambda module, args: self._tick(module.training, seconds_per_step))
-
-    def _tick(self, training: bool, seconds: float) -> None:
-        if training:
-            self.now += seconds
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_time_budget_stops_at_the_step_that_spends_it_and_reports_train_seconds(tmp_path):
     vocab, train, val = char_dataset()
     budget, lr, min_lr = 2.0, 0.01, 1e-3  # 16 steps of 1/8 s (exact in binary: no rounding at the boundary)
@@ -267,7 +252,7 @@ def test_time_budget_stops_at_the_step_that_spends_it_and_reports_train_seconds(
     m = result.metrics
     assert result.stop_reason == "time_budget" and m["early_stopped"] == 0
     assert m["steps"] == 16 and m["train_seconds"] == budget  # not a step short of the budget, nor one past it
-    with output_path(tmp_path, "epochs").open() as f:
+    with RunFolder(tmp_path).epochs.open() as f:
         rows = list(csv.DictReader(f))
     assert [(int(r["step"]), float(r["train_seconds"])) for r in rows] == [(10, 1.25), (16, 2.0)]
     # The cosine follows the time spent, so the rate has reached min_lr when the budget runs out.

@@ -9,9 +9,18 @@ import yaml
 
 from pipeline.config import TrainSettings, load_params
 from pipeline.files import read_json
+from pipeline.models.checkpoint import load_checkpoint
+from pipeline.run_folder import RunFolder
 from stages import train as stage
 from tests.conftest import REPO_ROOT
-from tests.train_helpers import complete_params, tiny_params, tiny_run, write_dataset
+from tests.train_helpers import (
+    complete_params,
+    stopped_after_checkpoint,
+    tiny_params,
+    tiny_run,
+    work_checkpoints,
+    write_dataset,
+)
 
 PARAMS = tiny_params({"names-char-lstm": tiny_run(overrides={"batching": "records"})}, sample={"n": 2, "max_length": 30})
 
@@ -55,15 +64,34 @@ def test_stage_trains_and_tracks_one_run(workspace, mlflow_uri, monkeypatch):
     assert read_json(out / "metrics.json")["steps"] > 0
 
 
-def test_resume_continues_in_the_same_mlflow_run(workspace, mlflow_uri):
+def test_a_stopped_run_resumes_in_the_same_mlflow_run_and_leaves_no_work_folder(workspace, mlflow_uri, capsys):
     from mlflow import MlflowClient
 
-    assert stage.main(_argv()) == 0
-    first = read_json(workspace / "models/names-char/lstm/mlflow_run.json")["run_id"]
-    assert stage.main(_argv("--resume")) == 0  # nothing left to do: same run, finished again
-    assert read_json(workspace / "models/names-char/lstm/mlflow_run.json")["run_id"] == first
-    assert len(MlflowClient(mlflow_uri).search_runs([read_json(
-        workspace / "models/names-char/lstm/mlflow_run.json")["experiment_id"]])) == 1
+    out = workspace / "models/names-char/lstm"
+    with stopped_after_checkpoint(10):
+        assert stage.main(_argv()) == 130
+    assert not out.exists() or not any(out.iterdir())  # the run folder gets its files when a run finishes
+    [checkpoint] = work_checkpoints(workspace)
+    stopped = load_checkpoint(checkpoint)["loop"]["run_id"]
+    client = MlflowClient(mlflow_uri)
+    assert client.get_run(stopped).info.status == "KILLED"
+
+    assert stage.main(_argv("--resume")) == 0
+    assert "resuming from step 10 (checkpoint.pt)" in capsys.readouterr().out
+    info = read_json(out / "mlflow_run.json")
+    assert info["run_id"] == stopped and client.get_run(stopped).info.status == "FINISHED"
+    assert len(client.search_runs([info["experiment_id"]])) == 1
+    assert not work_checkpoints(workspace) and not any((workspace / ".seqlab/runs").iterdir())  # pruned
+    assert (workspace / ".seqlab/.gitignore").read_text().endswith("*\n")  # never committed, whatever the project
+
+
+def test_a_second_training_into_a_folder_being_written_stops_with_one_line(workspace, capsys):
+    with RunFolder(workspace / "models/names-char/lstm").exclusive():  # as a training in another process holds it
+        assert stage.main(_argv()) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("seqlab: error: models/names-char/lstm: another training is writing this folder; wait for it "
+                   "to end or stop it")
+    assert stage.main(_argv()) == 0  # released with its holder
 
 
 def test_unknown_run_is_one_clear_line(workspace, capsys):
@@ -80,14 +108,15 @@ def test_missing_tokens_are_one_clear_line(workspace, capsys):
     assert "train.npy: token file not found" in capsys.readouterr().err
 
 
-def test_dvc_stage_lists_every_shared_setting_and_the_run_itself():
-    """`dvc exp run -S train.<key>=...` must rerun the stage: every shared key is one of its params."""
+def test_dvc_stage_lists_the_shared_settings_and_the_run_itself():
+    """`dvc exp run -S train.defaults.<key>=...` must rerun the stage: ``train.defaults`` is one of its params,
+    and every shared setting is a key of it."""
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
-    shared = {f"train.{f.name}" for f in dataclasses.fields(TrainSettings)}
     for definition, own in ((stages["train"]["do"], "train.runs.${key}"), (stages["depth"], "curriculum.depth")):
-        # A plain key, or `params.yaml: [keys]` (the shared list, written once and reused through a YAML anchor).
-        listed = {k for e in definition["params"] for k in (e["params.yaml"] if isinstance(e, dict) else [e])}
-        assert listed == shared | {own}
+        assert definition["params"] == [own, "train.defaults"]
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["train"]
+    assert set(raw) == {"defaults", "runs"}
+    assert set(raw["defaults"]) == {f.name for f in dataclasses.fields(TrainSettings)}
     params = load_params(REPO_ROOT / "params.yaml")
     assert params.train.runs  # the default matrix parses, every run with its overrides
     for name in params.train.runs:

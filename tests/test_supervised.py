@@ -1,4 +1,4 @@
-"""train_supervised: real torch training on tiny tasks, tracking, clipping and the NaN stop."""
+"""train_supervised: real torch training on tiny supervised problems, tracking, clipping and the NaN stop."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import ModelConfig, TaskTraining
-from pipeline.models import build_task_model
-from pipeline.tasks.agreement import TOKENS, make_examples
-from pipeline.tasks.batches import RandomBatches, pad_rows
+from pipeline.config import CurriculumTraining, ModelConfig
+from pipeline.curriculum.agreement import TOKENS, make_examples
+from pipeline.curriculum.batches import RandomBatches, pad_rows
+from pipeline.models import build_head_model
 from pipeline.tracking import NullTracker
-from pipeline.training import TrainingDivergedError
+from pipeline.training.state import TrainingDivergedError
 from pipeline.training.supervised import train_supervised
 
-SETTINGS = TaskTraining(steps=40, batch_size=16, lr=0.01, eval_every_steps=20, log_every_steps=10, seed=0)
+SETTINGS = CurriculumTraining(steps=40, batch_size=16, lr=0.01, eval_every_steps=20, log_every_steps=10, seed=0)
 
 
 def _agreement(distance: int = 3, n: int = 256, seed: int = 0):
@@ -41,7 +41,7 @@ def _accuracy(data):
 
 def _classifier(seed: int = 0):
     torch.manual_seed(seed)
-    return build_task_model("classifier", ModelConfig(cell="gru", embedding_size=8, hidden_size=16), len(TOKENS), 2)
+    return build_head_model("classifier", ModelConfig(cell="gru", embedding_size=8, hidden_size=16), len(TOKENS), 2)
 
 
 def test_it_learns_evaluates_on_schedule_and_reports():

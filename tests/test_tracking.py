@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,33 @@ def test_a_write_error_on_the_writer_thread_reaches_the_caller_and_closes_the_ru
         tracker.finish()
     run = _client(mlflow_uri).get_run(tracker.run_id)
     assert run.info.status == "FAILED" and "metrics not written" in run.data.tags["failure_reason"]
+
+
+def test_a_refused_write_is_raised_at_the_next_call_and_the_records_after_it_are_written(mlflow_uri):
+    tracker = MlflowTracker.start("refused", "lstm", tracking_uri=mlflow_uri, flush_seconds=3600)
+    tracker.log_metrics({"not a valid key!?": 1.0}, step=1)
+    tracker.flush()
+    tracker.log_metrics({"loss": 2.0}, step=2)
+    tracker.flush()
+    deadline = time.monotonic() + 30
+    with pytest.raises(TrackingError, match="not a valid key"):  # at a later call, not at the end of the run
+        while time.monotonic() < deadline:
+            tracker.log_metrics({"loss": 3.0}, step=3)
+            time.sleep(0.01)
+    end_run(tracker, TrackingError("refused"))
+    client = _client(mlflow_uri)
+    assert client.get_run(tracker.run_id).info.status == "FAILED"
+    assert 2.0 in [m.value for m in client.get_metric_history(tracker.run_id, "loss")]
+
+
+def test_a_continued_run_that_finishes_drops_the_failure_reason_of_its_earlier_try(mlflow_uri):
+    failed = MlflowTracker.start("again", "lstm", tracking_uri=mlflow_uri)
+    failed.finish("FAILED", "MLflow store did not take the run's records")
+    MlflowTracker.resume(failed.run_id, tracking_uri=mlflow_uri, mode="append").finish("FAILED", "evaluate failed")
+    assert _client(mlflow_uri).get_run(failed.run_id).data.tags["failure_reason"].startswith("MLflow store")
+    MlflowTracker.resume(failed.run_id, tracking_uri=mlflow_uri, mode="continue").finish("FINISHED")
+    run = _client(mlflow_uri).get_run(failed.run_id)
+    assert run.info.status == "FINISHED" and "failure_reason" not in run.data.tags
 
 
 def test_failed_run_keeps_its_reason(mlflow_uri):
@@ -140,24 +168,6 @@ def test_run_tags_name_commit_dirt_data_device_and_dvc(tmp_path, monkeypatch):
     assert changed["git_dirty"] == "true" and changed["data_hash"] == tags["data_hash"]
     data.write_bytes(b"abd")
     assert run_tags(tmp_path, [data], "cpu")["data_hash"] != tags["data_hash"]
-
-
-def test_run_tags_unpickle_without_torch(tmp_path):
-    """The tags travel to the tracking worker pickled; a torch.device or torch's TorchVersion among them made the
-    worker import torch (~1.5 s) just to read the request that opens the run."""
-    import pickle
-    import sys
-
-    data = tmp_path / "train.npy"
-    data.write_bytes(b"abc")
-    tags = run_tags(tmp_path, [data], torch.device("cpu"), {"cell": "lstm"})
-    assert all(type(k) is str and type(v) is str for k, v in tags.items())
-    assert tags["device"] == "cpu" and tags["torch_version"] == str(torch.__version__)
-    check = ("import pickle, sys; tags = pickle.loads(sys.stdin.buffer.read()); "
-             "assert 'torch' not in sys.modules, 'unpickling imported torch'; print(tags['device'])")
-    done = subprocess.run([sys.executable, "-c", check], input=pickle.dumps(tags), capture_output=True, timeout=60)
-    assert done.returncode == 0, done.stderr.decode()
-    assert done.stdout.decode().strip() == "cpu"
 
 
 def test_experiments_are_tagged_as_model_training_also_when_made_elsewhere(mlflow_uri):

@@ -64,7 +64,7 @@ def test_an_unreachable_server_stops_the_stage_with_one_line_before_training(wor
     assert time.monotonic() - start < 15
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and url in err[0] and "not reachable" in err[0] and "MLFLOW_TRACKING_URI" in err[0], err
-    assert not (workspace / "models/names-char/lstm/checkpoint.pt").exists()
+    assert not list(workspace.glob(".seqlab/runs/**/checkpoint.pt"))
 
 
 def test_two_trainings_at_once_into_one_new_sqlite_store_keep_their_own_runs(workspace):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,18 +13,20 @@ import torch
 from pipeline.errors import SeqlabWarning
 from pipeline.files import read_json
 from pipeline.models.checkpoint import load_checkpoint
+from pipeline.run_folder import RunFolder, WorkFolder
+from pipeline.tokenization import samples_text
 from pipeline.tracking import NullTracker
 from pipeline.tracking.mlflow_tracker import MlflowTracker
-from pipeline.training import TrainingDivergedError, fit, output_path
+from pipeline.training.loop import fit
+from pipeline.training.state import TrainingDivergedError
+from pipeline.vocab import Vocabulary
 from tests.train_helpers import char_dataset, tiny_model, tiny_settings
 
 VOCAB, TRAIN, VAL = char_dataset()
 
 
-def _render(sequences, folder):
-    path = folder / "samples.txt"
-    path.write_text("\n".join(" ".join(map(str, s)) for s in sequences))
-    return [path]
+def _decode(sequences):
+    return "\n".join(" ".join(map(str, s)) for s in sequences)
 
 
 @pytest.mark.parametrize(("batching", "direction"), [("stream", "uni"), ("records", "uni"), ("stream", "bi"),
@@ -32,13 +35,14 @@ def test_fit_learns_and_writes_every_output(tmp_path, batching, direction):
     model = tiny_model(len(VOCAB), direction=direction)
     tracker = NullTracker()
     result = fit(model, TRAIN, VAL, tiny_settings(batching=batching, epochs=3), tmp_path, tracker=tracker,
-                 render_samples=_render, char_level=True)
+                 decode_samples=_decode, char_level=True)
     m = result.metrics
-    rows = read_json(output_path(tmp_path, "metrics"))
+    rows = read_json(RunFolder(tmp_path).metrics)
     assert rows == m and result.stop_reason == "completed"
-    for name in ("checkpoint", "model", "epochs", "grad_norms", "loss_plot", "grad_plot"):
-        assert output_path(tmp_path, name).stat().st_size > 0
-    epochs = output_path(tmp_path, "epochs").read_text().splitlines()
+    folder = RunFolder(tmp_path)
+    for path in (WorkFolder(tmp_path).checkpoint, folder.model, *folder.finished_files):
+        assert path.stat().st_size > 0
+    epochs = RunFolder(tmp_path).epochs.read_text().splitlines()
     assert epochs[0].startswith("epoch,step,train_loss") and len(epochs) == 1 + 3
     assert m["val_loss"] < math.log(len(VOCAB))  # better than uniform guessing
     assert m["val_bpc"] == pytest.approx(m["val_loss"] / math.log(2))
@@ -46,6 +50,7 @@ def test_fit_learns_and_writes_every_output(tmp_path, batching, direction):
     assert tracker.status == "FINISHED" and ("model", None) in tracker.artifacts
     sampled = [a for a in tracker.artifacts if a[1] and a[1].startswith("samples/")]
     assert len(sampled) == (3 if direction == "uni" else 0)  # one per validation; a bi model cannot sample
+    assert all(Path(path).name == "samples.txt" for path, _ in sampled)  # text only: no MIDI, no piano roll
 
 
 def test_every_step_is_tracked_with_its_step_and_writes_are_batched(tmp_path, mlflow_uri):
@@ -64,6 +69,28 @@ def test_every_step_is_tracked_with_its_step_and_writes_are_batched(tmp_path, ml
     assert written == tracker.points_written > 3 * steps
     assert tracker.batches_written <= 2 + 2  # one flush per validation and one at the end: not one per point
     assert run.info.status == "FINISHED" and run.data.tags["stop_reason"] == "completed"
+
+
+def test_samples_are_logged_as_text_one_file_per_validation(tmp_path, mlflow_uri):
+    from mlflow import MlflowClient
+
+    tracker = MlflowTracker.start("samples", "lstm", tracking_uri=mlflow_uri)
+    result = fit(tiny_model(len(VOCAB)), TRAIN, VAL, tiny_settings(epochs=2), tmp_path / "run", tracker=tracker,
+                 decode_samples=lambda sequences: samples_text(VOCAB, sequences))
+    client = MlflowClient(mlflow_uri)
+    folders = [a.path for a in client.list_artifacts(tracker.run_id, "samples")]
+    assert len(folders) == 2 and result.metrics["steps"] > 0  # one per validation (one per epoch here)
+    for folder in folders:
+        assert [a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(tracker.run_id, folder)] == ["samples.txt"]
+    text = Path(client.download_artifacts(tracker.run_id, f"{folders[-1]}/samples.txt", str(tmp_path))).read_text()
+    samples = text.rstrip("\n").split("\n\n")
+    assert len(samples) == 2 and all(set(s) <= set("".join(VOCAB.tokens)) | {"\n"} for s in samples)  # decoded characters
+
+
+def test_sampled_music_reads_as_its_tokens():
+    music = Vocabulary.build({"on60": 3, "wait4": 2, "off60": 1}, meta={"kind": "midi"})
+    ids = [music.tokens.index(t) for t in ("on60", "wait4", "off60")]
+    assert samples_text(music, [ids, ids[:1]]) == "on60 wait4 off60\n\non60\n"
 
 
 def test_nan_loss_stops_at_that_step_marks_the_run_failed_and_keeps_the_checkpoint(tmp_path, mlflow_uri):
@@ -85,7 +112,7 @@ def test_nan_loss_stops_at_that_step_marks_the_run_failed_and_keeps_the_checkpoi
         fit(model, TRAIN, VAL, settings, tmp_path, tracker=tracker)
     run = MlflowClient(mlflow_uri).get_run(tracker.run_id)
     assert run.info.status == "FAILED" and "step 10" in run.data.tags["failure_reason"]
-    payload = load_checkpoint(output_path(tmp_path, "checkpoint"))
+    payload = load_checkpoint(WorkFolder(tmp_path).checkpoint)
     assert payload["loop"]["step"] == 7
     assert all(torch.isfinite(t).all() for t in payload["model_state"].values())
     assert all(torch.isfinite(p).all() for p in model.parameters())  # stopped before the optimizer step
@@ -96,16 +123,16 @@ def test_early_stopping_stops_after_patience_validations_without_improvement(tmp
     result = fit(tiny_model(len(VOCAB)), TRAIN, VAL, settings, tmp_path)
     m = result.metrics
     assert result.stop_reason == "early_stopping" and m["early_stopped"] == 1
-    rows = output_path(tmp_path, "epochs").read_text().splitlines()[1:]
+    rows = RunFolder(tmp_path).epochs.read_text().splitlines()[1:]
     steps = [int(r.split(",")[1]) for r in rows]
     assert steps[-1] == m["steps"] and len([s for s in steps if s > m["best_step"]]) == 2
-    best = load_checkpoint(output_path(tmp_path, "model"))
+    best = load_checkpoint(RunFolder(tmp_path).model)
     assert best["step"] == m["best_step"] and best["val_loss"] == pytest.approx(m["val_loss"])
 
 
 def test_cosine_schedule_ends_at_min_lr(tmp_path):
     fit(tiny_model(len(VOCAB)), TRAIN, VAL, tiny_settings(schedule="cosine", min_lr=1e-4), tmp_path)
-    last_lr = float(output_path(tmp_path, "grad_norms").read_text().splitlines()[-1].split(",")[7])
+    last_lr = float(RunFolder(tmp_path).grad_norms.read_text().splitlines()[-1].split(",")[7])
     assert last_lr == pytest.approx(1e-4, rel=1e-3)
 
 
@@ -123,12 +150,13 @@ class _Interrupt(NullTracker):
 
 
 def _final(out):
-    metrics = read_json(output_path(out, "metrics"))
+    metrics = read_json(RunFolder(out).metrics)
     timing = {"train_seconds", "tokens_per_s", "tracking_seconds", "tracking_share", "threads"}
     epochs = [{k: v for k, v in row.items() if k not in timing}  # train_seconds: wall time, differs run to run
-              for row in csv.DictReader(output_path(out, "epochs").open())]
-    return ({k: v for k, v in metrics.items() if k not in timing}, load_checkpoint(output_path(out, "model")),
-            load_checkpoint(output_path(out, "checkpoint")), epochs)
+              for row in csv.DictReader(RunFolder(out).epochs.open())]
+    last = WorkFolder(out).checkpoint  # fit() keeps it in its output folder; a finished stage run, nowhere
+    return ({k: v for k, v in metrics.items() if k not in timing}, load_checkpoint(RunFolder(out).model),
+            load_checkpoint(last) if last.exists() else None, epochs)
 
 
 def assert_same_run(a, b):
@@ -136,9 +164,11 @@ def assert_same_run(a, b):
     metrics_b, best_b, last_b, epochs_b = _final(b)
     assert metrics_a == metrics_b
     assert epochs_a == epochs_b
+    assert (last_a is None) == (last_b is None)
     for key in best_a["model_state"]:
         assert torch.equal(best_a["model_state"][key], best_b["model_state"][key]), key
-        assert torch.equal(last_a["model_state"][key], last_b["model_state"][key]), key
+        if last_a is not None:
+            assert torch.equal(last_a["model_state"][key], last_b["model_state"][key]), key
 
 
 @pytest.mark.parametrize(("batching", "dropout"), [("stream", 0.0), ("records", 0.3)])
@@ -151,7 +181,7 @@ def test_interrupted_then_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp
     with pytest.raises(KeyboardInterrupt):
         fit(tiny_model(len(VOCAB), num_layers=2, dropout=dropout), TRAIN, VAL, settings, parts, tracker=tracker)
     assert tracker.status == "KILLED"
-    assert load_checkpoint(output_path(parts, "checkpoint"))["loop"]["step"] == 12
+    assert load_checkpoint(WorkFolder(parts).checkpoint)["loop"]["step"] == 12
     resumed = fit(tiny_model(len(VOCAB), num_layers=2, dropout=dropout, seed=99), TRAIN, VAL, settings, parts,
                   resume=True)
     assert resumed.stop_reason == "completed"
@@ -183,7 +213,7 @@ def test_the_clip_rate_is_the_share_of_steps_clipped_whatever_the_interval_lengt
     tracker = _PerStep()
     settings = tiny_settings(epochs=3, log_every_steps=4, clip="norm", clip_threshold=0.3)
     result = fit(tiny_model(len(VOCAB)), TRAIN, VAL, settings, tmp_path, tracker=tracker)
-    with open(output_path(tmp_path, "grad_norms"), newline="") as f:
+    with open(RunFolder(tmp_path).grad_norms, newline="") as f:
         rows = list(csv.DictReader(f))
     lengths = [int(b["step"]) - int(a["step"]) for a, b in zip([{"step": 0}, *rows], rows, strict=False)]
     truth = sum(tracker.clipped.values()) / len(tracker.clipped)

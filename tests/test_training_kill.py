@@ -12,7 +12,7 @@ import time
 import pytest
 
 from pipeline.models.checkpoint import load_checkpoint
-from pipeline.training import output_path
+from pipeline.run_folder import WorkFolder
 from tests.conftest import REPO_ROOT
 from tests.test_training_fit import assert_same_run
 
@@ -22,7 +22,7 @@ CHILD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from pipeline.tracking import NullTracker
-    from pipeline.training import fit
+    from pipeline.training.loop import fit
     from tests.train_helpers import char_dataset, tiny_model, tiny_settings
 
     out, mode = Path(sys.argv[1]), sys.argv[2]
@@ -68,7 +68,7 @@ def test_kill_9_between_checkpoints_then_resume_matches_an_uninterrupted_run(tmp
     os.kill(victim.pid, signal.SIGKILL)
     victim.communicate(timeout=60)
     assert victim.returncode == -signal.SIGKILL
-    assert load_checkpoint(output_path(killed, "checkpoint"))["loop"]["step"] == 12  # the last one before the kill
+    assert load_checkpoint(WorkFolder(killed).checkpoint)["loop"]["step"] == 12  # the last one before the kill
     _finish(uninterrupted)
     _finish(_child(tmp_path, killed, "resume"))
     assert_same_run(whole, killed)

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.data.windows import record_batch
-from pipeline.evaluation.scoring import evaluate_split
 from pipeline.figures import summarize
 from pipeline.models import NonCausalModelError
 from pipeline.models.objective import batch_loss, next_token_loss
+from pipeline.models.scoring import evaluate_split
 from pipeline.training import devices
 from pipeline.training.optim import clip_gradients, derived_after, layer_grad_norms
 from tests.train_helpers import tiny_model

@@ -1,4 +1,4 @@
-"""train_step: the one optimizer step the loop, the supervised tasks and the benchmarks share."""
+"""train_step: the one optimizer step the loop, the curriculum's supervised loop and the benchmarks share."""
 
 from __future__ import annotations
 

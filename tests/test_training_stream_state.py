@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from pipeline.training import fit
+from pipeline.training.loop import fit
 from pipeline.vocab import SPECIALS
 from tests.train_helpers import tiny_model, tiny_settings
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from pipeline import files
 from pipeline.config import ModelConfig, SampleConfig, TrainSettings
@@ -43,6 +46,22 @@ def write_dataset(folder: Path) -> Vocabulary:
     return vocab
 
 
+class TrainingClock:
+    """A clock that moves only while the model trains: ``seconds_per_step`` per training forward pass
+    (validation and sampling run the model in eval mode and take no time), so the budget is met at a known step."""
+
+    def __init__(self, model: nn.Module, seconds_per_step: float) -> None:
+        self.now = 0.0
+        model.register_forward_pre_hook(lambda module, args: self._tick(module.training, seconds_per_step))
+
+    def _tick(self, training: bool, seconds: float) -> None:
+        if training:
+            self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def tiny_settings(**overrides) -> TrainSettings:
     base = TrainSettings(seed=3, device="cpu", threads=1, batch_size=4, bptt=16, epochs=2, lr=0.01,
                          log_every_steps=5, checkpoint_every_steps=7, layer_norms_every_steps=4,
@@ -59,16 +78,17 @@ def tiny_model(vocab_size: int, cell: str = "lstm", direction: str = "uni", seed
 
 
 def complete_params(text: str) -> str:
-    """A params file's text with every shared ``train.*`` key written out (defaults where the text has none),
-    as a real params.yaml must have them."""
+    """A params file's text with every shared ``train.defaults`` key written out (defaults where the text has
+    none), as a real params.yaml must have them."""
     import yaml
 
     from pipeline.config import to_plain
 
     raw = yaml.safe_load(text)
     if isinstance(raw.get("train"), dict):
-        defaults = to_plain(TrainSettings())
-        raw["train"] = {**{k: v for k, v in defaults.items() if k not in raw["train"]}, **raw["train"]}
+        given = raw["train"].get("defaults") or {}
+        raw["train"] = {"defaults": {**to_plain(TrainSettings()), **given},
+                        **{k: v for k, v in raw["train"].items() if k != "defaults"}}
     return yaml.safe_dump(raw, sort_keys=False)
 
 
@@ -86,8 +106,40 @@ def tiny_run(variant: str = "lstm", cell: str = "lstm", dataset: str = "names-ch
 
 
 def tiny_params(runs: dict[str, dict], sections: dict | None = None, **train) -> str:
-    """A complete params file: :data:`TINY_TRAIN` with ``train`` on top, ``runs``, and other ``sections``."""
+    """A complete params file: ``train.defaults`` of :data:`TINY_TRAIN` with ``train`` on top, ``runs``, and
+    other ``sections``."""
     import yaml
 
-    text = yaml.safe_dump({"train": {**TINY_TRAIN, **train, "runs": runs}, **(sections or {})}, sort_keys=False)
+    text = yaml.safe_dump({"train": {"defaults": {**TINY_TRAIN, **train}, "runs": runs}, **(sections or {})},
+                          sort_keys=False)
     return complete_params(text)
+
+
+@contextlib.contextmanager
+def stopped_after_checkpoint(step: int) -> Iterator[None]:
+    """Within the block, a training stops as on Ctrl-C (KeyboardInterrupt) right after writing the checkpoint of
+    ``step`` or later: a run that keeps its checkpoint for ``--resume``, reached at a known step."""
+    import pytest
+
+    from pipeline.training import checkpoints
+
+    save = checkpoints.save_training_checkpoint
+
+    def save_then_stop(path, model, training):
+        save(path, model, training)
+        if training["loop"]["step"] >= step:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(checkpoints, "save_training_checkpoint", save_then_stop)
+        yield
+
+
+def work_checkpoints(root: Path) -> list[Path]:
+    """The checkpoints of the trainings in progress under project root ``root`` (``.seqlab/runs/``)."""
+    return sorted((root / ".seqlab/runs").glob("**/checkpoint.pt"))
+
+
+def contents(*folders: Path) -> dict[Path, bytes]:
+    """Every file under ``folders`` and its bytes."""
+    return {p: p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -1,7 +1,8 @@
 """Typed, strict params: one frozen dataclass per ``params.yaml`` section.
 
-A stage calls :func:`load_params` once and passes the sections it needs down
-explicitly; nothing else in ``pipeline/`` reads ``params.yaml``.  Parsing is
+Each stage's entry point (``stages._common.stage_main``) calls :func:`load_params` once and
+passes the parsed :class:`Params` down; nothing else in ``pipeline/`` reads ``params.yaml``.
+Run overrides merge into shared settings through :func:`apply_overrides` only.  Parsing is
 strict: an unknown key, a missing key or a value of the wrong type raises
 :class:`ConfigError` with one line that names the key path and lists what is
 valid, e.g. ``params.yaml: corpora.austen.source: unknown key 'fiels'
@@ -22,16 +23,16 @@ from typing import Any
 
 import yaml
 
-from pipeline.config._schema import ConfigError, _parse_value, parse_dataclass
+from pipeline.config._schema import ConfigError, _parse_value, apply_overrides, parse_dataclass, parse_overrides
 from pipeline.config.curriculum import (
     AgreementConfig,
     CurriculumConfig,
+    CurriculumTraining,
     DepthConfig,
     LangIdConfig,
     ProbeConfig,
     StylesConfig,
     TaggingConfig,
-    TaskTraining,
 )
 from pipeline.config.data import (
     CorpusConfig,
@@ -46,7 +47,14 @@ from pipeline.config.data import (
     UrlSource,
 )
 from pipeline.config.evaluation import EvaluateConfig, NgramConfig, RetrainConfig
-from pipeline.config.training import ModelConfig, SampleConfig, TrainConfig, TrainRunConfig, TrainSettings
+from pipeline.config.training import (
+    ModelConfig,
+    OptimizerSettings,
+    SampleConfig,
+    TrainConfig,
+    TrainRunConfig,
+    TrainSettings,
+)
 
 __all__ = [
     "AgreementConfig",
@@ -60,6 +68,7 @@ __all__ = [
     "ModelConfig",
     "Music21Source",
     "NgramConfig",
+    "OptimizerSettings",
     "PackageSource",
     "Params",
     "PathSource",
@@ -71,16 +80,18 @@ __all__ = [
     "SplitConfig",
     "StylesConfig",
     "TaggingConfig",
-    "TaskTraining",
+    "CurriculumTraining",
     "TokenizeConfig",
     "TrainConfig",
     "TrainRunConfig",
     "TrainSettings",
     "UrlFile",
     "UrlSource",
+    "apply_overrides",
     "flatten",
     "load_params",
     "parse_dataclass",
+    "parse_overrides",
     "parse_params",
     "to_plain",
 ]
@@ -129,6 +140,7 @@ def parse_params(raw: Any, where: str, required: tuple[str, ...] = ()) -> Params
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of sections at the top level")
     valid = ", ".join(SECTIONS)
+    _check_train_keys(raw.get("train"), where)
     sections: dict[str, Any] = {}
     for name, value in raw.items():
         if name not in SECTIONS:
@@ -137,22 +149,30 @@ def parse_params(raw: Any, where: str, required: tuple[str, ...] = ()) -> Params
     for name in required:
         if name not in sections:
             raise ConfigError(f"{where}: missing section {name!r} (valid: {valid})")
-    _check_train_keys(raw.get("train"), where)
     _check_references(sections, where)
     return Params(where, sections)
 
 
 def _check_train_keys(train: Any, where: str) -> None:
-    """Every shared ``train.*`` setting must be written out: DVC tracks each one by name (``dvc exp run -S``),
-    and a key filled in silently from a default would change with seqlab's code, not with the params file."""
+    """Every shared setting of ``train.defaults`` must be written out: a key filled in silently from a default
+    would change with seqlab's code, not with the params file (and ``dvc exp run -S`` could not set it)."""
     if not isinstance(train, dict):
         return
-    missing = [f.name for f in dataclasses.fields(TrainSettings) if f.name not in train]
+    moved = [key for key in train if key in TrainSettings.__dataclass_fields__]
+    if moved:  # a params file from before the shared settings were nested
+        more = f" and {len(moved) - 4} more" if len(moved) > 4 else ""
+        raise ConfigError(f"{where}: train: {', '.join(moved[:4])}{more}: the shared settings live under "
+                          f"train.defaults (valid keys of train: defaults, runs); move them there, e.g. "
+                          f"train.defaults.{moved[0]}")
+    defaults = train.get("defaults")
+    if not isinstance(defaults, dict):
+        return
+    missing = [f.name for f in dataclasses.fields(TrainSettings) if f.name not in defaults]
     if missing:
         shown = ", ".join(f"{name}: {_default(TrainSettings, name)!r}" for name in missing[:4])
         more = f" and {len(missing) - 4} more" if len(missing) > 4 else ""
-        raise ConfigError(f"{where}: train: missing key(s) {', '.join(missing)}; write each one out, e.g. with its "
-                          f"default ({shown}{more}; all in the repository's params.yaml)")
+        raise ConfigError(f"{where}: train.defaults: missing key(s) {', '.join(missing)}; write each one out, e.g. "
+                          f"with its default ({shown}{more}; all in the repository's params.yaml)")
 
 
 def _default(cls: type, name: str) -> Any:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Literal, Union
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, Union
 
 from pipeline.errors import UserError
+
+T = TypeVar("T")
 
 
 class ConfigError(UserError, ValueError):
@@ -100,7 +103,10 @@ def _parse_union(args: tuple[Any, ...], value: Any, where: str) -> Any:
 
 
 def parse_dataclass(cls: type, data: Any, where: str) -> Any:
-    """Build ``cls`` from a mapping, rejecting unknown and missing keys by name."""
+    """Build ``cls`` from a mapping, rejecting unknown and missing keys by name; an instance of ``cls`` (a value
+    parsed before, e.g. a run's overrides) is taken as it is."""
+    if isinstance(data, cls):
+        return data
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
     hints = typing.get_type_hints(cls)
@@ -118,6 +124,30 @@ def parse_dataclass(cls: type, data: Any, where: str) -> Any:
     try:
         return cls(**kwargs)
     except ValueError as e:  # __post_init__ validation
+        raise ConfigError(f"{where}: {e}") from e
+
+
+def parse_overrides(cls: type, overrides: Mapping[str, Any], where: str = "overrides") -> dict[str, Any]:
+    """``overrides`` checked against the fields of ``cls`` and parsed as their types, in a new mapping; an
+    unknown key is named with the valid ones."""
+    hints = typing.get_type_hints(cls)
+    valid = ", ".join(f.name for f in dataclasses.fields(cls))
+    parsed = {}
+    for key, value in overrides.items():
+        if key not in hints:
+            raise ConfigError(f"{where}: unknown key {key!r} (valid: {valid})")
+        parsed[key] = _parse_value(hints[key], value, f"{where}.{key}")
+    return parsed
+
+
+def apply_overrides(shared: T, overrides: Mapping[str, Any], where: str = "overrides") -> T:
+    """The settings ``shared`` with some fields replaced by ``overrides`` (a run's or a task's own values):
+    every merge of overrides into shared settings goes through here.  Strict as the parser: an unknown key,
+    a value of the wrong type, or a combination the settings refuse raises :class:`ConfigError` at ``where``."""
+    parsed = parse_overrides(type(shared), overrides, where)
+    try:
+        return dataclasses.replace(shared, **parsed)
+    except ValueError as e:  # __post_init__ validation of the merged settings
         raise ConfigError(f"{where}: {e}") from e
 
 

@@ -5,27 +5,24 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from pipeline.config.training import ModelConfig, SampleConfig, TrainRunConfig
+from pipeline.config._schema import parse_overrides
+from pipeline.config.training import ModelConfig, OptimizerSettings, SampleConfig, TrainSettings
 
 # --------------------------------------------------------------------------- sections: curriculum
 
 
 @dataclasses.dataclass(frozen=True)
-class TaskTraining:
-    """One small supervised run (:func:`pipeline.training.supervised.train_supervised`): a fixed number of steps.
+class CurriculumTraining(OptimizerSettings):
+    """One small supervised run (:func:`pipeline.training.supervised.train_supervised`): a fixed number of steps,
+    with the optimizer and clipping of :class:`OptimizerSettings` (``lr`` 0.003 unless the experiment says otherwise).
 
-    Every task of the ``curriculum`` section trains with it; comparisons inside a task (rnn vs gru vs lstm,
+    Every experiment of the ``curriculum`` section trains with it; comparisons inside one (rnn vs gru vs lstm,
     uni vs bi) give each model the same ``steps`` and ``batch_size``, i.e. the same data budget.
     """
 
+    lr: float = 0.003
     steps: int = 300
     batch_size: int = 32
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = 0.003
-    weight_decay: float = 0.0
-    momentum: float = 0.0  # sgd only
-    clip: Literal["norm", "value", "none"] = "norm"
-    clip_threshold: float = 1.0
     eval_every_steps: int = 100  # and once more after the last step
     log_every_steps: int = 10
     seed: int = 1337
@@ -33,8 +30,7 @@ class TaskTraining:
     def __post_init__(self) -> None:
         if min(self.steps, self.batch_size, self.eval_every_steps, self.log_every_steps) < 1:
             raise ValueError("steps, batch_size, eval_every_steps and log_every_steps must be >= 1")
-        if self.lr <= 0 or self.clip_threshold <= 0:
-            raise ValueError(f"lr ({self.lr}) and clip_threshold ({self.clip_threshold}) must be > 0")
+        super().__post_init__()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +70,7 @@ class AgreementConfig:
     eval_examples: int = 500  # test sequences per distance
     attractor_rate: float = 0.25  # share of filler tokens that are nouns (singular or plural): distractors
     forget_bias: float = 1.0  # LSTM forget-gate bias at init (Gers et al. 2000); 0.0: torch's default
-    train: TaskTraining = TaskTraining()
+    train: CurriculumTraining = CurriculumTraining()
 
     def __post_init__(self) -> None:
         if not self.distances or min(self.distances) < 1 or not self.cells:
@@ -91,7 +87,7 @@ class TaggingConfig:
     model: ModelConfig = ModelConfig(cell="lstm", embedding_size=32, hidden_size=64)
     directions: tuple[Literal["uni", "bi"], ...] = ("uni", "bi")
     window: int = 64  # characters (spaces removed) per training row
-    train: TaskTraining = TaskTraining()
+    train: CurriculumTraining = CurriculumTraining()
 
     def __post_init__(self) -> None:
         if self.window < 2 or not self.directions:
@@ -108,7 +104,7 @@ class LangIdConfig:
     max_chars: int = 80  # longer lines are cut
     lines: dict[str, int] = dataclasses.field(default_factory=lambda: {"train": 600, "val": 100, "test": 200})
     model: ModelConfig = ModelConfig(cell="gru", embedding_size=32, hidden_size=64)
-    train: TaskTraining = TaskTraining()
+    train: CurriculumTraining = CurriculumTraining()
 
     def __post_init__(self) -> None:
         if set(self.lines) != {"train", "val", "test"} or min(self.lines.values()) < 1:
@@ -125,7 +121,7 @@ class StylesConfig:
     model: ModelConfig = ModelConfig(cell="lstm", embedding_size=32, hidden_size=128)
     chunk: int = 64  # tokens per training row; every row starts from its style's state
     samples: SampleConfig = SampleConfig(n=2, max_length=120, temperature=0.9)
-    train: TaskTraining = TaskTraining()
+    train: CurriculumTraining = CurriculumTraining()
 
     def __post_init__(self) -> None:
         if len(self.datasets) < 2 or self.chunk < 2:
@@ -136,8 +132,9 @@ class StylesConfig:
 class DepthConfig:
     """Deep RNNs: the LM ``model`` with each of ``layers`` trained by ``fit`` with the same settings.
 
-    ``overrides`` change the ``train`` section's shared settings for these runs only (like a run's
-    ``overrides``); give ``max_steps`` so that every depth gets the same number of optimizer steps.
+    ``overrides`` change the shared ``train.defaults`` for these runs only (like a run's ``overrides``,
+    merged by :func:`pipeline.config.apply_overrides`); give ``max_steps`` so that every depth gets the same
+    number of optimizer steps.
     """
 
     dataset: str = "austen-char"
@@ -148,18 +145,17 @@ class DepthConfig:
     def __post_init__(self) -> None:
         if not self.layers or min(self.layers) < 1:
             raise ValueError("layers must list depths >= 1")
-        parsed = TrainRunConfig(self.dataset, "depth", self.model, self.overrides).overrides  # checked and parsed
-        object.__setattr__(self, "overrides", parsed)
+        object.__setattr__(self, "overrides", parse_overrides(TrainSettings, self.overrides))  # checked, parsed
 
 
 @dataclasses.dataclass(frozen=True)
 class CurriculumConfig:
-    """The ``curriculum`` section: the probe and the small tasks, each its own DVC stage."""
+    """The ``curriculum`` section: the probe and the small experiments, each its own DVC stage."""
 
-    device: str = "cpu"  # the task models are tiny: a GPU would mostly wait on Python
-    threads: int = 1  # intra-op threads per model: a second thread barely speeds up a step this small
-    # models of one task trained at once, one process each (0: one per usable CPU; 1: one after another).
-    # Only with threads: 1 on the CPU; the figures are the same whatever it is (pipeline.tasks.parallel)
+    device: str = "cpu"  # the curriculum's models are tiny: a GPU would mostly wait on Python
+    threads: int = 1  # intra-op threads per model (0: torch's default): a second barely speeds up a step this small
+    # models of one experiment trained at once, one process each (0: one per usable CPU; 1: one after another).
+    # Only with threads: 1 on the CPU; the figures are the same whatever it is (pipeline.curriculum.parallel)
     workers: int = 0
     tracking: Literal["mlflow", "none"] = "mlflow"
     probe: ProbeConfig = ProbeConfig()

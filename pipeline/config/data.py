@@ -26,6 +26,9 @@ class UrlFile:
             raise ValueError(f"url {self.url!r} must start with https:// (plain http only for a local test server)")
         if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256.lower()):
             raise ValueError(f"sha256 {self.sha256!r} must be 64 hex digits")
+        if self.filename is not None and (self.filename in ("", ".", "..") or any(c in self.filename for c in "/\\\0")):
+            raise ValueError(f"filename {self.filename!r} must be a plain file name, without folders or '..' (it is "
+                             f"stored in the corpus folder data/raw/<corpus>/): e.g. 'corpus.txt'")
 
 
 @dataclasses.dataclass(frozen=True)

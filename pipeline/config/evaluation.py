@@ -47,7 +47,7 @@ class EvaluateConfig:
     batch speed (BENCHMARKS.md gives the difference on the shipped datasets).  Each split's figures record
     the ``lanes`` they were scored with.
     ``windows`` (off by default) adds ``window_loss``/``window_perplexity`` per split: the mean over random
-    windows with the state reset per window (:func:`pipeline.evaluation.scoring.evaluate_windows`), the
+    windows with the state reset per window (:func:`pipeline.models.scoring.evaluate_windows`), the
     protocol nanoGPT reports, for a fair side-by-side with models measured that way.
     ``interpolate`` (dataset -> n-gram, empty by default) also scores each of that dataset's causal variants
     (a bidirectional one: its forward direction) mixed with a Kneser-Ney n-gram fitted on its training split,

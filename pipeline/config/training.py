@@ -1,12 +1,11 @@
-"""Sections ``train`` (shared settings + ``runs``) and the ``ModelConfig`` every run and task model uses."""
+"""Section ``train`` (``defaults`` shared by every run, and ``runs``) and the ``ModelConfig`` every model uses."""
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from typing import Any, Literal
 
-from pipeline.config._schema import ConfigError, _parse_value
+from pipeline.config._schema import ConfigError, apply_overrides, parse_overrides
 
 # --------------------------------------------------------------------------- sections: models
 
@@ -66,9 +65,9 @@ class ModelConfig:
 class SampleConfig:
     """What is sampled: by the training loop at every validation (``n: 0`` turns it off), by evaluate and baseline.
 
-    Music only: decoding closes every note held longer than ``max_note_quarters`` (null: never), and
-    ``forbid_sounding_note_on`` bans a note-on for a pitch already sounding while evaluate and baseline sample
-    (the training loop's samples are decoded with the cap but never steered).
+    The training loop logs its samples as text (music as its tokens).  Music only, for evaluate and baseline:
+    decoding to MIDI closes every note held longer than ``max_note_quarters`` (null: never), and
+    ``forbid_sounding_note_on`` bans a note-on for a pitch already sounding while they sample.
     """
 
     n: int = 4
@@ -85,12 +84,32 @@ class SampleConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainSettings:
-    """The hyper-parameters shared by every run of the ``train`` section (``dvc exp run -S train.lr=...``).
+class OptimizerSettings:
+    """The optimizer and the gradient clipping (:mod:`pipeline.training.optim`), shared by the ``train``
+    section's runs (:class:`TrainSettings`) and the curriculum's experiments (``CurriculumTraining``).  The keys are written
+    flat beside the other settings: ``train.defaults.lr``, ``curriculum.<stage>.train.lr``."""
+
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 0.002
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # sgd only
+    clip: Literal["norm", "value", "none"] = "norm"
+    clip_threshold: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.clip_threshold <= 0:
+            raise ValueError(f"lr ({self.lr}) and clip_threshold ({self.clip_threshold}) must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings(OptimizerSettings):
+    """``train.defaults``: the hyper-parameters shared by every run (``dvc exp run -S train.defaults.lr=...``).
 
     A run may override any of them in its ``overrides`` mapping.  Step counts (``*_every_steps``) are
-    optimizer steps; ``val_every_steps: 0`` validates once per epoch.  ``threads: 0`` times one and two
-    threads on the run's own model for a few steps at start (CPU only) and keeps the faster.
+    optimizer steps; ``val_every_steps: 0`` validates once per epoch.  ``threads: 0`` on a CPU decides from the
+    size of the run's recurrent step (:func:`pipeline.training.devices.thread_plan`: one thread, plus one per
+    12 MFLOP of LSTM or GRU work per time step, 24 for a basic RNN, up to the usable CPUs); on CUDA it keeps
+    torch's default.  ``threads: N`` > 0 sets N threads.
 
     ``time_budget_s`` stops the run after that many seconds of training (validation, checkpoints and samples
     are not counted), and the ``cosine`` schedule then decays over whichever of the steps and the time runs
@@ -114,18 +133,12 @@ class TrainSettings:
     bptt: int = 64  # stream: tokens per truncated-BPTT window; records: longer records are cut to this
     epochs: int = 10
     max_steps: int | None = None
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = 0.002
-    weight_decay: float = 0.0
-    momentum: float = 0.0  # sgd only
     schedule: Literal["none", "plateau", "cosine"] = "none"
     warmup_steps: int = 0  # linear warm-up from lr/warmup_steps to lr (schedules none and cosine)
     time_budget_s: float | None = None  # stop after this much training time (validation excluded)
     plateau_factor: float = 0.5
     plateau_patience: int = 0
     min_lr: float = 0.0
-    clip: Literal["norm", "value", "none"] = "norm"
-    clip_threshold: float = 1.0
     early_stopping_patience: int | None = 3  # validations without improvement; null: never stop early
     val_every_steps: int = 0
     eval_batch_size: int = 8
@@ -144,8 +157,7 @@ class TrainSettings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.clip_threshold <= 0:
-            raise ValueError(f"lr ({self.lr}) and clip_threshold ({self.clip_threshold}) must be > 0")
+        super().__post_init__()
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.warmup_steps and self.schedule == "plateau":
@@ -168,27 +180,24 @@ class TrainRunConfig:
     overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(TrainSettings)
-        parsed = {}
-        for key, value in self.overrides.items():
-            if key not in hints:
-                raise ValueError(f"overrides: unknown key {key!r} (valid: {', '.join(hints)})")
-            parsed[key] = _parse_value(hints[key], value, f"overrides.{key}")
-        object.__setattr__(self, "overrides", parsed)  # a new dict: the mapping passed in is left as it was
+        # A new dict: the mapping passed in is left as it was.
+        object.__setattr__(self, "overrides", parse_overrides(TrainSettings, self.overrides))
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(TrainSettings):
-    """The ``train`` section: shared settings at ``train.*`` plus ``runs`` (name -> :class:`TrainRunConfig`)."""
+class TrainConfig:
+    """The ``train`` section: shared settings at ``train.defaults``, one entry per variant in ``runs``
+    (name -> :class:`TrainRunConfig`).  Every run's settings are merged and checked when the file is read."""
 
+    defaults: TrainSettings
     runs: dict[str, TrainRunConfig] = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name, run in self.runs.items():  # a bad combination stops every stage, not only the run's
+            apply_overrides(self.defaults, run.overrides, f"runs.{name}.overrides")
+
     def settings_for(self, run: str) -> TrainSettings:
-        """The shared settings with run ``run``'s overrides applied."""
+        """``train.defaults`` with run ``run``'s overrides applied."""
         if run not in self.runs:
             raise ConfigError(f"train.runs: unknown run {run!r} (valid: {', '.join(self.runs) or 'none'})")
-        shared = {f.name: getattr(self, f.name) for f in dataclasses.fields(TrainSettings)}
-        try:
-            return TrainSettings(**{**shared, **self.runs[run].overrides})
-        except ValueError as e:
-            raise ConfigError(f"train.runs.{run}.overrides: {e}") from e
+        return apply_overrides(self.defaults, self.runs[run].overrides, f"train.runs.{run}.overrides")

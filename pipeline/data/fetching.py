@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import stat
 import tarfile
 import time
 import zipfile
@@ -37,7 +38,12 @@ class DownloadError(UserError):
 
 
 def _filename(file: UrlFile) -> str:
-    return file.filename or PurePosixPath(urlparse(file.url).path).name or "download"
+    """The name ``file`` is stored under: its ``filename`` (a plain name, checked with the params), else the
+    last part of its URL's path (never ``.`` or ``..``)."""
+    if file.filename:
+        return file.filename
+    name = PurePosixPath(urlparse(file.url).path).name
+    return name if name not in ("", ".", "..") else "download"
 
 
 def from_urls(name: str, source: UrlSource, dest: Path, partial_dir: Path, session: requests.Session) -> None:
@@ -139,29 +145,38 @@ def _check_member(name: str, where: str) -> PurePosixPath:
 
 
 def extract_archive(archive: Path, dest: Path, where: str) -> None:
-    """Unpack a zip or tar archive into ``dest``, refusing any member that would land outside it."""
-    lower = archive.name.lower()
-    if lower.endswith(".zip"):
-        try:
-            with zipfile.ZipFile(archive) as zf:
-                members = zf.infolist()
-                for m in members:
-                    _check_member(m.filename, where)
-                zf.extractall(dest)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
-            archive.unlink(missing_ok=True)  # it matched its sha256 pin, so fetching it again cannot help
-            raise DownloadError(f"{where}: not a readable zip archive ({e}); check the url and sha256 pin in "
-                                f"params.yaml, or unpack it yourself and use a path source") from None
-        return
+    """Unpack a zip or tar archive into ``dest``, refusing any member that would land outside it (and, in a zip,
+    any symbolic link).  A refused or unreadable archive is deleted: it matched its sha256 pin, so fetching it
+    again cannot help."""
+    try:
+        (_extract_zip if archive.name.lower().endswith(".zip") else _extract_tar)(archive, dest, where)
+    except DownloadError:
+        archive.unlink(missing_ok=True)
+        raise
+
+
+def _extract_zip(archive: Path, dest: Path, where: str) -> None:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for m in zf.infolist():
+                _check_member(m.filename, where)
+                if stat.S_ISLNK(m.external_attr >> 16):  # zipfile would write the link's target as a file
+                    raise DownloadError(f"{where}: archive member {m.filename!r} is a symbolic link; refusing the "
+                                        f"archive (unpack it yourself and use a path source)")
+            zf.extractall(dest)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+        raise DownloadError(f"{where}: not a readable zip archive ({e}); check the url and sha256 pin in "
+                            f"params.yaml, or unpack it yourself and use a path source") from None
+
+
+def _extract_tar(archive: Path, dest: Path, where: str) -> None:
     try:
         with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            for m in members:
+            for m in tf.getmembers():
                 _check_member(m.name, where)
                 if m.issym() or m.islnk():
                     _check_member(str(PurePosixPath(m.name).parent / m.linkname), where)
             tf.extractall(dest, filter="data")
     except (tarfile.TarError, zlib.error, EOFError) as e:
-        archive.unlink(missing_ok=True)
         raise DownloadError(f"{where}: not a readable archive ({e}); check the url and sha256 pin in params.yaml, "
                             f"or unpack it yourself and use a path source") from None

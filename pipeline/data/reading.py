@@ -1,4 +1,5 @@
-"""Reading raw text corpora: strict UTF-8 streamed in chunks, and records cut from it in blocks.
+"""Reading raw text corpora: strict UTF-8 (UTF-16 or UTF-32 after their byte-order mark) streamed in chunks,
+and records cut from it in blocks.
 
 A *record* is the unit that ``<eos>`` closes and that splits are made of: a line
 (names, Penn Treebank sentences, verse) or a paragraph (prose: the lines between
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pipeline.errors import UserError
@@ -29,27 +30,45 @@ class TextCorpusError(UserError):
     """A text corpus that cannot be read or split; the message names the file."""
 
 
+#: Byte-order marks and the codec each announces (UTF-32 before UTF-16: ``FF FE 00 00`` starts with ``FF FE``).
+_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32-LE", codecs.utf_32_le_decode),
+         (codecs.BOM_UTF32_BE, "UTF-32-BE", codecs.utf_32_be_decode),
+         (codecs.BOM_UTF8, "UTF-8", codecs.utf_8_decode),
+         (codecs.BOM_UTF16_LE, "UTF-16-LE", codecs.utf_16_le_decode),
+         (codecs.BOM_UTF16_BE, "UTF-16-BE", codecs.utf_16_be_decode))
+
+
+def _encoding(head: bytes) -> tuple[int, str, Callable[[bytes, str, bool], tuple[str, int]]]:
+    """``(BOM length, codec name, decode)`` for a file starting with ``head``: its byte-order mark's, else UTF-8."""
+    for bom, name, decode in _BOMS:
+        if head.startswith(bom):
+            return len(bom), name, decode
+    return 0, "UTF-8", codecs.utf_8_decode
+
+
 def read_text(path: Path) -> str:
-    """Decode ``path`` as UTF-8 (BOM dropped, newlines normalised), naming the byte offset of bad input."""
+    """Decode ``path`` as UTF-8, or as UTF-16/UTF-32 when a byte-order mark says so (BOM dropped, newlines
+    normalised), naming the byte offset of bad input."""
     data = Path(path).read_bytes()
-    start = 3 if data.startswith(codecs.BOM_UTF8) else 0
+    start, name, decode = _encoding(data[:4])
     try:
-        text = data[start:].decode("utf-8")
+        text, _ = decode(data[start:], "strict", True)
     except UnicodeDecodeError as e:
-        raise _decode_error(path, start + e.start, data[start + e.start], data) from None
+        raise _decode_error(path, start + e.start, data[start + e.start], data, name) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _decode_error(path: Path, offset: int, byte: int, head: bytes) -> TextCorpusError:
-    """The error for ``byte`` at file ``offset``, no UTF-8; the file's first 8 KiB (``head``) tell binary files."""
-    if looks_binary(head):
+def _decode_error(path: Path, offset: int, byte: int, head: bytes, encoding: str = "UTF-8") -> TextCorpusError:
+    """The error for ``byte`` at file ``offset``, not ``encoding``; for a file without a byte-order mark, its
+    first 8 KiB (``head``) tell binary files."""
+    if encoding == "UTF-8" and looks_binary(head):
         return TextCorpusError(
             f"{path}: a binary file, not text (byte 0x{byte:02x} at offset {offset} is not UTF-8); "
             f"point the corpus at a text file"
         )
     return TextCorpusError(
-        f"{path}: not valid UTF-8 at byte offset {offset} (byte 0x{byte:02x}); "
-        f"convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        f"{path}: not valid {encoding} at byte offset {offset} (byte 0x{byte:02x}); "
+        f"convert the file to UTF-8 (e.g. iconv -f {'latin1' if encoding == 'UTF-8' else encoding[:6]} -t utf-8)"
     )
 
 
@@ -66,23 +85,22 @@ def looks_binary(data: bytes, sample: int = 8192) -> bool:
 def iter_text(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[str]:
     """The text :func:`read_text` returns, in pieces decoded from ``block_bytes`` reads, with the same errors.
 
-    A character cut between two reads waits for its last bytes (``utf_8_decode`` returns what it consumed);
+    A character cut between two reads waits for its last bytes (the decoder returns what it consumed);
     a ``\\r`` ending a piece waits for the next one, which may start with the ``\\n`` of a ``\\r\\n``.
     """
     with open(path, "rb") as f:
-        pending = f.read(3)
-        offset = 0  # the file offset of pending[0]
-        if pending == codecs.BOM_UTF8:
-            pending, offset = b"", 3
+        head = f.read(4)
+        offset, name, decode = _encoding(head)  # offset: the file offset of pending[0]
+        pending = head[offset:]
         carry = ""
         while True:
             chunk = f.read(block_bytes)
             data = pending + chunk
             try:
-                text, used = codecs.utf_8_decode(data, "strict", not chunk)
+                text, used = decode(data, "strict", not chunk)
             except UnicodeDecodeError as e:
                 f.seek(0)
-                raise _decode_error(path, offset + e.start, data[e.start], f.read(8192)) from None
+                raise _decode_error(path, offset + e.start, data[e.start], f.read(8192), name) from None
             pending, offset = data[used:], offset + used
             text = carry + text
             carry = "\r" if chunk and text.endswith("\r") else ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 
 from pipeline.config import SplitConfig
 from pipeline.data.reading import BLOCK_BYTES, TextCorpusError, corpus_files, iter_record_blocks
+from pipeline.errors import SeqlabWarning
 
 SPLITS = ("train", "val", "test")
 DROPPED = len(SPLITS)  # the split id of a repeated record that ``dedupe`` drops
@@ -143,7 +145,23 @@ def plan_splits(raw_dir: Path, record: str, split: SplitConfig, pattern: str | N
     counts = [np.count_nonzero(assign == i) for i in range(DROPPED + 1)]  # bincount would copy assign as int64
     if not counts[0]:
         raise TextCorpusError(f"{raw_dir}: no non-blank {record} in the training split; the corpus is empty")
+    _warn_empty_splits(raw_dir, record, split, counts)
     return SplitPlan(raw_dir, tuple(paths), assign, {name: int(counts[i]) for i, name in enumerate(SPLITS)})
+
+
+def _warn_empty_splits(raw_dir: Path, record: str, split: SplitConfig, counts: list[int]) -> None:
+    """One warning line when a split given a share gets no record (a corpus of one long line, or a few)."""
+    empty = [name for i, name in ((1, "val"), (2, "test")) if not counts[i] and getattr(split, name) > 0]
+    if split.method == "files" or not empty:
+        return
+    records = sum(counts[:DROPPED])
+    more = {"paragraph": "more paragraphs (blank lines between them)", "regex": "more matches of record_pattern"}
+    warnings.warn(f"{raw_dir}: the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty: the corpus "
+                  f"has {records} {record} record{'s' if records != 1 else ''}, and a record is never cut between "
+                  f"splits; break the text into "
+                  f"{more.get(record, 'more lines (e.g. fold -s -w 1000 on a text without newlines)')}"
+                  + (", or the train stage stops on the empty validation split" if "val" in empty else ""),
+                  SeqlabWarning, stacklevel=3)
 
 
 def _scan(blocks: Iterable[list[str]], seen: set[bytes] | None) -> tuple[np.ndarray, int]:

@@ -1,4 +1,8 @@
-"""Scoring a trained variant on held-out splits, and drawing the samples a person reads or hears.
+"""The evaluate stage's measures of one trained variant: its figures on every split, and its samples drawn and judged.
+
+:func:`evaluate_variant` is the stage's one call: it loads the best checkpoint of a run folder, scores val and
+test, mixes the model with an n-gram where ``evaluate.interpolate`` asks for it, and draws (and for music judges)
+the samples, returning the :class:`~pipeline.evaluation.results.Figures`.
 
 The figures follow one protocol for every model: perplexity = exp(mean NLL per predicted token), with
 ``<eos>`` predicted and counted and ``<pad>`` never; streams are scored with the state carried across the
@@ -15,14 +19,43 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline import files
 from pipeline.config import EvaluateConfig, SampleConfig
 from pipeline.evaluation.guide import guide_for
 from pipeline.evaluation.judge import render_and_judge
+from pipeline.evaluation.mixture import interpolate_dataset
 from pipeline.evaluation.render import sample_renderer
-from pipeline.evaluation.scoring import evaluate_split, evaluate_windows
+from pipeline.evaluation.results import Figures
 from pipeline.figures import reported_figures
+from pipeline.models.checkpoint import load_checkpoint, model_from_checkpoint
 from pipeline.models.sampling import sample
+from pipeline.models.scoring import evaluate_split, evaluate_windows
+from pipeline.run_folder import RunFolder
+from pipeline.runtime import resolve_device, set_seed
 from pipeline.vocab import Vocabulary
+
+
+def evaluate_variant(folder: RunFolder, data_dir: Path, cfg: EvaluateConfig, *, dataset: str, batching: str,
+                     samples: Path, where: str) -> Figures:
+    """Score ``folder``'s model on ``data_dir``'s val and test splits as it was batched in training (``batching``)
+    and draw its samples into ``samples`` (the folder replaced as a whole); ``dataset`` picks the
+    ``evaluate.interpolate`` entry, ``where`` names the params file in errors."""
+    vocab = Vocabulary.load(data_dir / "vocab.json")
+    device = resolve_device(cfg.device)
+    model = model_from_checkpoint(load_checkpoint(folder.model, map_location=device), device)
+    splits = {split: files.read_tokens(data_dir / f"{split}.npy", len(vocab)) for split in ("val", "test")}
+    char_level = vocab.meta.get("level") == "char"
+    mixed = interpolate_dataset(generator_of(model), cfg, dataset, data_dir, splits, where=where,
+                                vocab_size=len(vocab), mode=batching, batch_size=cfg.batch_size, bptt=cfg.bptt,
+                                device=device, char_level=char_level)
+    values = score_splits(model, splits, cfg, mode=batching, char_level=char_level, device=device)
+    if mixed is not None:  # the model mixed with an n-gram fitted on train (evaluate.interpolate)
+        values["interpolated"] = mixed
+    set_seed(cfg.seed)
+    with files.atomic_dir(samples) as tmp:
+        drawn, music = draw_and_judge(model, vocab, cfg, tmp, splits, device=device)
+    values.update(music)  # music: the samples judged against the held-out pieces
+    return Figures(values, sample_dir=samples, samples=tuple(f.name for f in drawn))
 
 
 def score_splits(model: nn.Module, splits: dict[str, np.ndarray], cfg: EvaluateConfig, *, mode: str,

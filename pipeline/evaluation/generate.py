@@ -20,6 +20,7 @@ import torch
 
 from pipeline.errors import UserError
 from pipeline.models.checkpoint import load_checkpoint, model_from_checkpoint
+from pipeline.run_folder import RunFolder
 from pipeline.tokenization import word
 from pipeline.vocab import UNK_ID, Vocabulary
 
@@ -46,11 +47,11 @@ class Generated:
 
 
 def load_variant(model_dir: Path, vocab_path: Path | None, device: str) -> tuple[torch.nn.Module, Vocabulary]:
-    model_dir = Path(model_dir)
-    if not (model_dir / "model.pt").exists():
-        raise UserError(f"{model_dir / 'model.pt'}: no trained model here; pass --model models/<dataset>/<variant>")
-    payload = load_checkpoint(model_dir / "model.pt", map_location=device)
-    vocab_path = vocab_path or model_dir / "vocab.json"  # the train stage copies it beside the model
+    folder = RunFolder(model_dir)
+    if not folder.model.exists():
+        raise UserError(f"{folder.model}: no trained model here; pass --model models/<dataset>/<variant>")
+    payload = load_checkpoint(folder.model, map_location=device)
+    vocab_path = vocab_path or folder.vocab  # the train stage copies it beside the model
     if not vocab_path.exists():
         raise UserError(f"{vocab_path}: no vocabulary for this model; pass the dataset's with --vocab PATH")
     vocab = Vocabulary.load(vocab_path)

@@ -1,4 +1,5 @@
-"""Sampled ids -> files, and for music the figures that judge them (no torch: the n-gram baseline uses it too).
+"""Judging samples: write them, and for music compare them with the held-out pieces (no torch: the n-gram
+baseline uses it too).
 
 :func:`render_and_judge` writes what a person reads or hears (text, or MIDI plus piano rolls, see
 :mod:`pipeline.evaluation.render`) and, for a MIDI vocabulary, compares the decoded samples with the held-out
@@ -60,12 +61,3 @@ def draw_ngram_and_judge(lm: KneserNeyLM, vocab: Vocabulary, cfg: EvaluateConfig
                               seed=cfg.seed, guide=guide)
     return render_and_judge(vocab, sequences, s, folder, splits)
 
-
-def music_line(figures: dict) -> str:
-    """What a stage prints about its music samples ("" for text)."""
-    music = figures.get("music")
-    if not music:
-        return ""
-    cap = music["max_note_quarters"]
-    closed = f"{music['closed_notes']} held longer than {cap:g} quarters closed" if cap is not None else "no cap"
-    return f", {music['notes']} sampled notes ({closed})"

@@ -11,7 +11,7 @@ at 124.7 and a Kneser-Ney 5-gram at 141.2 giving 105.7 together on Penn Treebank
 ``lambda`` maximises the validation likelihood (:func:`fit_weight`: expectation-maximisation, which
 converges to the optimum since the log-likelihood is concave in ``lambda``); test is scored with that weight,
 never tuned on it.  The n-gram is fitted on the training split only.  Each token is scored by both models
-with the context :func:`pipeline.evaluation.scoring.evaluate_split` gives the network and all of the split's
+with the context :func:`pipeline.models.scoring.evaluate_split` gives the network and all of the split's
 earlier tokens for the n-gram (its ``order - 1`` last ones).
 """
 
@@ -25,8 +25,11 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from pipeline import files
 from pipeline.config import ConfigError, EvaluateConfig
-from pipeline.figures import nll_figures, reported_figures
+from pipeline.evaluation.ngram import KneserNeyLM
+from pipeline.figures import nll_figures, perplexity, reported_figures
+from pipeline.models.scoring import token_log_probs
 
 #: EM stops when lambda moves less than this in one iteration (or after MAX_ITERATIONS).
 TOLERANCE = 1e-7
@@ -67,8 +70,6 @@ def interpolate_dataset(model: nn.Module, cfg: EvaluateConfig, dataset: str, dat
     empty validation split is refused in one line naming the key and file.
     ``scoring``: :func:`interpolate`'s keywords besides ``order`` (vocab_size, mode, batch_size, bptt, device,
     char_level)."""
-    from pipeline import files
-
     ngram = cfg.interpolate.get(dataset)
     if ngram is None:
         return None
@@ -80,33 +81,11 @@ def interpolate_dataset(model: nn.Module, cfg: EvaluateConfig, dataset: str, dat
     return interpolate(model, train, splits, order=ngram.order, **scoring)
 
 
-def mixture_line(figures: dict[str, Any]) -> str:
-    """The stage's words for the mixture (empty without one)."""
-    mixed = figures.get("interpolated")
-    if not mixed:
-        return ""
-    split = mixed.get("test", mixed["val"])
-    return (f"; mixed with a Kneser-Ney {mixed['ngram_order']}-gram (weight {mixed['model_weight']:.3f} on the model, "
-            f"fitted on val): {split['perplexity']:.3f}")
-
-
-def mixture_metrics(figures: dict[str, Any]) -> dict[str, float]:
-    """The mixture's figures as MLflow metrics: ``interpolated_model_weight``, ``interpolated_<split>_<figure>``."""
-    mixed = figures.get("interpolated")
-    if not mixed:
-        return {}
-    return {"interpolated_model_weight": mixed["model_weight"],
-            **{f"interpolated_{split}_{k}": v for split in ("val", "test") for k, v in mixed.get(split, {}).items()}}
-
-
 def interpolate(model: nn.Module, train: np.ndarray, splits: dict[str, np.ndarray], *, order: int, vocab_size: int,
                 mode: str, batch_size: int, bptt: int, device: Any, char_level: bool) -> dict[str, Any]:
     """Fit a Kneser-Ney ``order``-gram on ``train``, mix it with ``model`` (a causal LM) with the weight that is
     best on ``splits["val"]``, and score every split: the figures ``metrics/*.json`` reports under
     ``interpolated``, plus the n-gram's fit time and each side's own perplexity on the same tokens."""
-    from pipeline.evaluation.ngram import KneserNeyLM
-    from pipeline.evaluation.scoring import token_log_probs
-
     if "val" not in splits or not len(splits["val"]):
         raise ValueError("the interpolation weight is fitted on the validation split, which is empty")
     start = time.perf_counter()
@@ -123,7 +102,7 @@ def interpolate(model: nn.Module, train: np.ndarray, splits: dict[str, np.ndarra
     for name, (model_lp, ngram_lp) in scored.items():
         figures = nll_figures("", -float(mixture_log_probs(model_lp, ngram_lp, weight).mean()))
         figures["tokens"] = len(model_lp)
-        figures["model_perplexity"] = math.exp(-float(model_lp.mean()))
-        figures["ngram_perplexity"] = math.exp(-float(ngram_lp.mean()))
+        figures["model_perplexity"] = perplexity(-float(model_lp.mean()))
+        figures["ngram_perplexity"] = perplexity(-float(ngram_lp.mean()))
         out[name] = reported_figures(figures, char_level)
     return out

@@ -187,8 +187,3 @@ def judge(samples: Sequence[Piece], closed: int, max_note_quarters: float | None
         out["floor"] = {"splits": "val-test", **_rounded(floor)}
     return out
 
-
-def flat_metrics(music: dict, prefix: str = "music_") -> dict[str, float]:
-    """The numeric top-level figures, prefixed, for a tracker (nested reference/floor left to the JSON)."""
-    return {f"{prefix}{k}": float(v) for k, v in music.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}

@@ -35,6 +35,7 @@ import numpy as np
 
 from pipeline.evaluation.ngram_codes import GramCodec, padded_tokens
 from pipeline.evaluation.ngram_counts import OrderTable, fit_tables
+from pipeline.figures import perplexity
 from pipeline.vocab import EOS_ID, PAD_ID
 
 #: Positions scored at once: the lookups' temporaries stay at a few tens of MB.
@@ -167,7 +168,7 @@ class KneserNeyLM:
 
     def perplexity(self, ids: Sequence[int] | np.ndarray) -> float:
         nll, n = self.nll(ids)
-        return math.exp(nll / max(n, 1))
+        return perplexity(nll / max(n, 1))
 
 
 def _as_ids(ids: Sequence[int] | np.ndarray) -> np.ndarray:

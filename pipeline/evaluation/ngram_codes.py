@@ -20,12 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.errors import UserError
+from pipeline.files import first_bad_id, token_id_error
 from pipeline.vocab import EOS_ID
-
-
-class TokenIdError(UserError, ValueError):
-    """A token id the vocabulary does not have: the token file and its ``vocab.json`` disagree."""
 
 #: The largest vocabulary a wide row can hold (one uint32 field per token; token files are uint32 at most).
 MAX_VOCAB = 2**32
@@ -104,10 +100,8 @@ def padded_tokens(ids: np.ndarray, start: int, stop: int, before: int, vocab_siz
     Only this slice becomes int64, never the split; ids outside the vocabulary are refused."""
     first = start - before
     part = np.asarray(ids[max(first, 0) : stop]).astype(np.int64)
-    if part.size and (part.min() < 0 or part.max() >= vocab_size):
-        bad = part[(part < 0) | (part >= vocab_size)][0]
-        raise TokenIdError(f"token id {bad} is outside the vocabulary (ids 0..{vocab_size - 1}): the token file "
-                           f"and vocab.json disagree; rerun the stage that wrote them (dvc repro)")
+    if (bad := first_bad_id(part, vocab_size)) is not None:
+        raise token_id_error(int(part[bad]), vocab_size)
     if first < 0:
         part = np.concatenate([np.full(-first, EOS_ID, np.int64), part])
     return part

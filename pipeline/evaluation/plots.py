@@ -1,7 +1,7 @@
 """The report's pictures (the only matplotlib user in pipeline.evaluation): one panel per dataset.
 
-Every function writes a PNG atomically and returns its path; the report stage lists them as DVC plots and
-logs them to the report's MLflow run.
+Every function writes a PNG atomically and returns its path (:func:`pipeline.evaluation.report_files.write_report`
+draws them; dvc.yaml lists them as DVC plots and the report's MLflow run keeps them).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # a bare Figure draws to files with Agg: no pyplot state, no backend choice
 
 from pipeline import files
-from pipeline.config import TrainRunConfig
+from pipeline.evaluation.music_report import DISTANCES, FLOOR, HEADERS, REFERENCE
 
 
 def _panels(n: int, width: float = 5.0, height: float = 3.6):
@@ -50,20 +50,17 @@ def plot_perplexity(table: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_series(runs: dict[str, TrainRunConfig], models: Path, path: Path, *, file: str, x: str, y: str,
-                ylabel: str, logy: bool = False) -> Path:
-    """One line per variant of ``file``'s ``y`` against ``x`` (e.g. validation loss per epoch), per dataset."""
-    by_dataset: dict[str, list[TrainRunConfig]] = {}
-    for run in runs.values():
-        by_dataset.setdefault(run.dataset, []).append(run)
-    fig, axes = _panels(max(len(by_dataset), 1))
-    for ax, (dataset, dataset_runs) in zip(axes, sorted(by_dataset.items()), strict=False):
-        for run in dataset_runs:
-            csv = Path(models) / run.dataset / run.variant / file
+def plot_series(series: dict[str, list[tuple[str, Path]]], path: Path, *, x: str, y: str, ylabel: str,
+                logy: bool = False) -> Path:
+    """One line per variant of its CSV's ``y`` against ``x`` (e.g. validation loss per epoch), one panel per
+    dataset; ``series``: per dataset, (variant, CSV file) in legend order; a missing file or column draws nothing."""
+    fig, axes = _panels(max(len(series), 1))
+    for ax, (dataset, curves) in zip(axes, sorted(series.items()), strict=False):
+        for variant, csv in curves:
             if csv.exists():
                 frame = pd.read_csv(csv)
                 if x in frame and y in frame:
-                    ax.plot(frame[x], frame[y], marker="." if len(frame) < 40 else None, label=run.variant)
+                    ax.plot(frame[x], frame[y], marker="." if len(frame) < 40 else None, label=variant)
         ax.set_title(dataset)
         ax.set_xlabel(x)
         ax.set_ylabel(ylabel)
@@ -77,8 +74,6 @@ def plot_series(runs: dict[str, TrainRunConfig], models: Path, path: Path, *, fi
 def plot_music(music: pd.DataFrame, path: Path) -> Path:
     """Per MIDI dataset, each sample set's distance to the test split on the four histograms (lower is closer);
     the val split's own distance, real music against real music, in grey: the floor."""
-    from pipeline.evaluation.music_report import DISTANCES, FLOOR, HEADERS, REFERENCE
-
     datasets = sorted(music["dataset"].unique()) if not music.empty else []
     fig, axes = _panels(max(len(datasets), 1), width=6.0)
     if not datasets:

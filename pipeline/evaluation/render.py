@@ -1,9 +1,10 @@
 """Sampled ids -> files a person can read or hear: text for text datasets, MIDI plus a piano roll for music.
 
 :func:`sample_renderer` picks the rendering from the vocabulary's ``meta`` (written by the tokenize or
-encode_midi stage), so the training loop, which only sees ids, can log samples of any dataset.  Sampled music
-can hold a note for ever (an ``on`` never switched off): decoding closes every note held longer than
-``max_note_quarters`` (``SampleConfig``; 4 quarter notes unless the caller says otherwise).
+encode_midi stage), so the evaluate and baseline stages render samples of any dataset (training logs sampled
+text only: :func:`pipeline.tokenization.samples_text`).  Sampled music can hold a note for ever (an ``on``
+never switched off): decoding closes every note held longer than ``max_note_quarters`` (``SampleConfig``;
+4 quarter notes unless the caller says otherwise).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import files
-from pipeline.tokenization import detokenize
-from pipeline.vocab import EOS_ID, Vocabulary
+from pipeline.tokenization import samples_text
+from pipeline.vocab import Vocabulary
 
 Renderer = Callable[[list[list[int]], Path], list[Path]]
 MAX_NOTE_QUARTERS = 4.0  # sampled music: no note held longer unless the caller says otherwise (SampleConfig's default)
@@ -27,9 +28,8 @@ def is_music(vocab: Vocabulary) -> bool:
 
 def render_text(vocab: Vocabulary, sequences: list[list[int]], folder: Path, stem: str = "samples") -> list[Path]:
     """All samples in one UTF-8 text file, a blank line between them."""
-    texts = [detokenize(list(seq) + [EOS_ID], vocab).rstrip("\n") for seq in sequences]
     path = folder / f"{stem}.txt"
-    files.write_text(path, "\n\n".join(texts) + "\n")
+    files.write_text(path, samples_text(vocab, sequences))
     return [path]
 
 

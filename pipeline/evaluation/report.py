@@ -18,6 +18,7 @@ import pandas as pd
 from pipeline import files
 from pipeline.config import NgramConfig, TrainRunConfig
 from pipeline.errors import UserError
+from pipeline.run_folder import RunFolder
 
 
 class ReportError(UserError):
@@ -30,6 +31,11 @@ COLUMNS = [
     "final_grad_norm", "test_lanes",
 ]
 BASELINE_VARIANT = "ngram"
+
+
+def variant_folder(models: Path, run: TrainRunConfig) -> RunFolder:
+    """The run folder a trained variant's figures, curves and tracking run are read from."""
+    return RunFolder(Path(models) / run.dataset / run.variant)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -47,7 +53,7 @@ def _test_figures(evaluated: dict[str, Any]) -> dict[str, float]:
 
 
 def model_row(run: TrainRunConfig, models: Path, metrics: Path) -> dict[str, Any]:
-    trained = _read(models / run.dataset / run.variant / "metrics.json")
+    trained = _read(variant_folder(models, run).metrics)
     evaluated = _read(metrics / run.dataset / f"{run.variant}.json")
     val = evaluated.get("val", {})
     return {
@@ -77,7 +83,7 @@ def baseline_row(dataset: str, cfg: NgramConfig, metrics: Path) -> dict[str, Any
 def collect(runs: dict[str, TrainRunConfig], baselines: dict[str, NgramConfig], models: Path,
             metrics: Path) -> pd.DataFrame:
     """One row per run and per baseline; every input must exist (a report of empty rows would look like data)."""
-    expected = [Path(models) / r.dataset / r.variant / "metrics.json" for r in runs.values()]
+    expected = [variant_folder(models, r).metrics for r in runs.values()]
     expected += [Path(metrics) / r.dataset / f"{r.variant}.json" for r in runs.values()]
     expected += [Path(metrics) / ds / f"{BASELINE_VARIANT}.json" for ds in baselines]
     missing = [str(p) for p in expected if not p.exists()]

@@ -5,7 +5,7 @@ Modules: ``events`` (pure note records: quantization, top voice, transposition),
 music21: fast reading, writing, key analysis, corpus export), ``pool`` (worker-count
 independent process pool), ``corpus`` (a folder of MIDI files -> token dataset, used by
 the ``encode_midi`` stage), ``roundtrip`` (``seqlab midi roundtrip``) and ``pianoroll``
-(the only module that imports matplotlib).
+(the only module of pipeline.midi that imports matplotlib).
 
 The two functions sampling and evaluation call on generated music are re-exported here
 and imported lazily, so ``import pipeline.midi`` loads neither music21 nor matplotlib:

@@ -67,7 +67,7 @@ def _draw(fig: Figure, notes: Sequence[Note], resolution: int, title: str) -> No
     ax.set_title(title)
 
 
-def piano_roll_figure(piece: Piece, title: str) -> Figure:
+def piano_roll_plot(piece: Piece, title: str) -> Figure:
     """The piano roll of ``piece`` on a bare Figure, 100 dpi, wider for longer pieces (up to 20 inches)."""
     width = min(20.0, 4.0 + piece.quarters / 8)
     fig = Figure(figsize=(width, HEIGHT_IN), dpi=100)
@@ -88,7 +88,7 @@ def render_piano_roll(
     piece = _piece(tokens_or_midi_path, vocab_or_none)
     if title is None:
         title = Path(tokens_or_midi_path).name if isinstance(tokens_or_midi_path, (str, Path)) else "sampled tokens"
-    fig = piano_roll_figure(piece, title)
+    fig = piano_roll_plot(piece, title)
     out_png = Path(out_png)
     with atomic_path(out_png, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", pil_kwargs=PNG_OPTIONS)

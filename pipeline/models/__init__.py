@@ -1,13 +1,14 @@
 """Recurrent sequence models: a registry of cells, causal and bidirectional LMs, checkpoints and sampling.
 
 ``build_model(cfg, vocab_size)`` is the entry point; ``MODEL_REGISTRY`` names the valid ``cell`` values.
-``build_task_model(kind, cfg, vocab_size, num_outputs)`` builds a tagger, classifier or conditioned LM over
-the same cells (``TASK_MODELS`` names the kinds; see :mod:`.tasks`).
+``build_head_model(kind, cfg, vocab_size, num_outputs)`` builds a tagger, classifier or conditioned LM over
+the same cells (``HEAD_MODELS`` names the kinds; see :mod:`.heads`).
 Importing this package imports torch and nothing heavier.  :mod:`.checkpoint`, :mod:`.sampling` and
 :mod:`.objective` (the language-model loss that training and scoring share) are imported from their modules
 (``from pipeline.models.sampling import sample``).
 """
 
+from pipeline.models.heads import HEAD_MODELS, ConditionedLM, SequenceClassifier, SequenceTagger, build_head_model
 from pipeline.models.language_model import (
     BidirectionalLM,
     BiLogits,
@@ -18,12 +19,11 @@ from pipeline.models.language_model import (
 )
 from pipeline.models.registry import MODEL_REGISTRY, build_model, count_parameters
 from pipeline.models.softmax import AdaptiveSoftmax
-from pipeline.models.tasks import TASK_MODELS, ConditionedLM, SequenceClassifier, SequenceTagger, build_task_model
 
 __all__ = [
     "AdaptiveSoftmax",
+    "HEAD_MODELS",
     "MODEL_REGISTRY",
-    "TASK_MODELS",
     "BiLogits",
     "BidirectionalLM",
     "ConditionedLM",
@@ -31,8 +31,8 @@ __all__ = [
     "SequenceClassifier",
     "SequenceModel",
     "SequenceTagger",
+    "build_head_model",
     "build_model",
-    "build_task_model",
     "count_parameters",
     "detach_state",
     "ensure_causal",

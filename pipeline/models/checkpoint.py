@@ -15,6 +15,7 @@ or a custom object does not (convert NumPy RNG state to lists or tensors first).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +101,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a bad file
-        reason = first_line(e)
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:200]}); delete it and retrain") from e
+        raise _unreadable(path, e) from e
     if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED_KEYS):
         raise CheckpointError(f"{path}: not a seqlab checkpoint (expected keys: {', '.join(REQUIRED_KEYS)})")
     if payload["format_version"] != FORMAT_VERSION:
@@ -110,6 +110,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"format {FORMAT_VERSION}); retrain the model"
         )
     return payload
+
+
+def _unreadable(path: Path, error: Exception) -> CheckpointError:
+    """The error for a file ``torch.load(weights_only=True)`` refused.  torch's own message for a file that holds
+    Python objects advises loading it unsafely; that advice is dropped: such a file is no seqlab checkpoint, and
+    loading it unsafely would run whatever code it carries."""
+    text = str(error)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return CheckpointError(f"{path}: not a readable checkpoint: it holds a Python object ({found.group(1)}) beyond "
+                               f"tensors and plain values, which seqlab never loads; delete it and retrain (a file "
+                               f"from elsewhere may carry code: do not load it by other means)")
+    reason = "torch's safe loader refused it" if re.search(r"weights[_ ]only", text, re.I) else first_line(error)[:200]
+    return CheckpointError(f"{path}: not a readable checkpoint ({reason}); delete it and retrain")
 
 
 def model_from_checkpoint(payload: dict[str, Any], device: str | torch.device = "cpu") -> SequenceModel:

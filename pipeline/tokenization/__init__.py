@@ -5,7 +5,8 @@ every split into a flat id stream (each record closed by ``<eos>``) and reports
 the statistics the stage writes as a DVC metric, all in memory: the simple reference.
 The stage streams instead (:mod:`pipeline.tokenization.stream`): the same files, byte for
 byte, with memory that does not grow with the corpus.  :func:`detokenize` turns ids back
-into text using only what ``vocab.json`` records (its ``meta``).
+into text using only what ``vocab.json`` records (its ``meta``); :func:`samples_text` does so for sampled
+sequences (music as its tokens, space-separated).
 """
 
 from __future__ import annotations
@@ -78,3 +79,9 @@ def detokenize(ids: Iterable[int], vocab: Vocabulary, eos: str = "\n") -> str:
     if current:
         out.append(sep.join(current))
     return "".join(out)
+
+
+def samples_text(vocab: Vocabulary, sequences: Iterable[Iterable[int]]) -> str:
+    """Sampled id sequences as one text, a blank line between them (each read as one record)."""
+    texts = [detokenize([*seq, EOS_ID], vocab).rstrip("\n") for seq in sequences]
+    return "\n\n".join(texts) + "\n"

@@ -1,11 +1,8 @@
 """Experiment tracking behind a small protocol, so the training loop never imports mlflow.
 
-:class:`Tracker` is what :func:`pipeline.training.fit` talks to; :class:`NullTracker` records nothing (and
-counts what it was given, for tests and benchmarks); :class:`pipeline.tracking.mlflow_tracker.MlflowTracker`
-is the MLflow implementation and the only module of seqlab that imports mlflow (with :mod:`.registry`).  Metric
-points are buffered by the tracker and written in batches: a synchronous MLflow write to sqlite costs ~10 ms a
-point on this machine, a batched one ~0.15 ms.  A stage may keep its runs in a companion process instead
-(:mod:`.companion`, :mod:`.worker`), so that importing mlflow and opening the store overlap its own start-up.
+:class:`Tracker` is what :func:`pipeline.training.fit` talks to; :class:`NullTracker` records nothing (and counts
+what it was given, for tests and benchmarks).  Only :mod:`.mlflow_tracker` and :mod:`.registry` import mlflow; a
+stage opens its runs with :func:`.factory.open_tracker` and ends them with :func:`.lifecycle.tracked_run`.
 """
 
 from __future__ import annotations
@@ -15,16 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from pipeline.tracking.tags import data_hash, git_state, run_tags
+from pipeline.tracking.tags import run_tags
 
-__all__ = [
-    "NullTracker",
-    "Tracker",
-    "data_hash",
-    "default_tracking_uri",
-    "git_state",
-    "run_tags",
-]
+__all__ = ["RUN_STATUSES", "NullTracker", "Tracker", "default_tracking_uri", "run_tags"]
 
 RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
 
@@ -36,24 +26,15 @@ class Tracker(Protocol):
     run_id: str | None
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
-
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
-
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
-
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
-
-    def log_model(self, model: Any, name: str = "model", *, pip_requirements: Sequence[str] = (),
-                  code_paths: Sequence[str] = ()) -> None:
-        """May return before the model is written (a tracking worker writes it meanwhile); then its error is
-        raised by the next call that waits for the store, ``finish("FINISHED")`` at the latest."""
-        ...
-
     def flush(self) -> None: ...
+    def log_model(self, model: Any, name: str = "model", *, pip_requirements: Sequence[str] = (),
+                  code_paths: Sequence[str] = ()) -> None: ...
 
     def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
         """Flush and end the run with ``status``; a second call does nothing (the first end wins)."""
-        ...
 
 
 class NullTracker:
@@ -62,47 +43,29 @@ class NullTracker:
     run_id: str | None = None
 
     def __init__(self) -> None:
-        self.points = 0
-        self.params: dict[str, Any] = {}
-        self.tags: dict[str, str] = {}
+        self.points, self.params, self.tags = 0, {}, {}
         self.artifacts: list[tuple[str, str | None]] = []
         self.status: str | None = None
         self.reason: str | None = None
 
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        self.params.update(params)
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        self.tags.update(tags)
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        self.points += len(metrics)
+    def log_params(self, params: Mapping[str, Any]) -> None: self.params.update(params)
+    def set_tags(self, tags: Mapping[str, str]) -> None: self.tags.update(tags)
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: self.points += len(metrics)
+    def log_model(self, model: Any, name: str = "model", **options: Any) -> None: self.artifacts.append((name, None))
+    def flush(self) -> None: pass
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.artifacts.append((Path(path).name, artifact_path))
-
-    def log_model(self, model: Any, name: str = "model", *, pip_requirements: Sequence[str] = (),
-                  code_paths: Sequence[str] = ()) -> None:
-        self.artifacts.append((name, None))
-
-    def flush(self) -> None:
-        pass
 
     def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
         if self.status is None:  # the first end wins, as for a real run
             self.status, self.reason = status, reason
 
 
-def default_tracking_uri(root: str | Path | None = None) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<absolute root>/mlflow.db``.
-
-    ``root`` defaults to ``DVC_ROOT`` (which DVC sets to the *original* repository even when ``dvc exp run
-    --queue`` runs the stage in a temporary copy, whose own sqlite file would be deleted afterwards), then to
-    the working directory.  The path is always made absolute.
-    """
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    base = Path(root or os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
-    return f"sqlite:///{base / 'mlflow.db'}"
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<root>/mlflow.db``, the root being ``DVC_ROOT`` (the *original*
+    repository even when ``dvc exp run --queue`` runs the stage in a temporary copy), else the working directory."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path(os.environ.get('DVC_ROOT') or os.getcwd()).resolve() / 'mlflow.db'}"
 

@@ -1,19 +1,8 @@
-"""How a tracked run ends, whatever ends it: the one rule every stage and task follows.
-
-* Leaving :func:`tracked_run` normally ends the run FINISHED.
-* An exception ends it FAILED, with the first line of the error as the ``failure_reason`` tag.
-* Ctrl-C (:class:`KeyboardInterrupt`) and SIGTERM/SIGHUP (:class:`pipeline.errors.Terminated`, a subclass)
-  end it KILLED, with "interrupted" or "terminated by SIGTERM" as the reason.
-* A run that was *reopened* follows the tracker's own policy (see ``MlflowTracker.resume``): appending to a
-  finished run (the evaluate stage logging its figures) never changes its status; continuing a run
-  (``--resume``) never turns a FINISHED run into FAILED or KILLED.
-* Ending a run twice is harmless: the first end wins (``Tracker.finish`` is idempotent), so the training loop
-  may end its run itself and the stage's ``with`` block still guards everything around it.
-* If the tracking store itself fails while the run is being ended after another error, the original error
-  is what the user sees; the store's failure is one warning line.
-
-Validate inputs *before* opening a run: nothing to end is better than a FAILED run for a typo.
-"""
+"""How a tracked run ends: normally FINISHED; on an exception FAILED (tag ``failure_reason``: its first line); on
+Ctrl-C or SIGTERM/SIGHUP (:class:`pipeline.errors.Terminated`) KILLED; a *reopened* run as ``MlflowTracker.resume``
+says.  The first end wins, so the training loop may end its run inside the stage's ``with`` block.  A store that
+cannot end a run after another error is one warning line; the original error stands.  Check inputs *before*
+opening a run: a typo leaves no run."""
 
 from __future__ import annotations
 
@@ -23,8 +12,6 @@ from collections.abc import Iterator
 
 from pipeline.errors import SeqlabWarning, first_line
 from pipeline.tracking import Tracker
-
-__all__ = ["end_run", "end_status", "tracked_run"]
 
 
 def end_status(error: BaseException | None) -> tuple[str, str | None]:
@@ -38,17 +25,14 @@ def end_status(error: BaseException | None) -> tuple[str, str | None]:
 
 
 def end_run(tracker: Tracker, error: BaseException | None = None) -> None:
-    """End ``tracker``'s run as ``error`` says (see the module docstring).  With an error already on its way,
-    a failure to reach the store is a warning (:class:`SeqlabWarning`) instead of replacing it."""
+    """End ``tracker``'s run as ``error`` (None: a normal exit) says; see the module docstring."""
     status, reason = end_status(error)
-    if error is None:
-        tracker.finish(status, reason)
-        return
     try:
         tracker.finish(status, reason)
     except Exception as e:  # never hide the original error behind a tracking one
-        warnings.warn(f"could not mark the tracking run {status}: {first_line(e)}",
-                      SeqlabWarning, stacklevel=2)
+        if error is None:
+            raise
+        warnings.warn(f"could not mark the tracking run {status}: {first_line(e)}", SeqlabWarning, stacklevel=2)
 
 
 @contextlib.contextmanager

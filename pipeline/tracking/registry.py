@@ -1,27 +1,18 @@
-"""The MLflow model registry: each dataset's best model as registered model ``seqlab-<dataset>``, alias
-``champion``.  With :mod:`.mlflow_tracker` (runs), the only modules of seqlab that import mlflow.
-
-The comparison value is the evaluate stage's validation perplexity, kept as the version tag
-``val_perplexity`` so that it survives in the registry and ``seqlab retrain`` compares like with like.
-"""
+"""The MLflow model registry: each dataset's best model (tag ``val_perplexity``) as ``seqlab-<dataset>@champion``."""
 
 from __future__ import annotations
 
-from mlflow import MlflowClient
+import mlflow
 from mlflow.exceptions import MlflowException
 
-from pipeline.tracking import default_tracking_uri
-from pipeline.tracking.mlflow_tracker import call_store, open_client
+from pipeline.tracking.mlflow_tracker import call_store, connect
 
 
 def register_champion(name: str, run_id: str, val_perplexity: float, *, tracking_uri: str | None = None,
                       artifact_path: str = "model", alias: str = "champion") -> str:
     """Register run ``run_id``'s logged model as a new version of ``name`` and point ``alias`` at it,
     unless the current ``alias`` version has a validation perplexity at least as good.  Returns what it did."""
-    import mlflow
-
-    uri = tracking_uri or default_tracking_uri()
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    uri, client = connect(tracking_uri)
     try:
         current = client.get_model_version_by_alias(name, alias)
     except MlflowException:
@@ -41,16 +32,13 @@ def register_champion(name: str, run_id: str, val_perplexity: float, *, tracking
 
 
 def champion_record(name: str, *, tracking_uri: str | None = None, alias: str = "champion") -> tuple[str, float] | None:
-    """``(variant, val_perplexity)`` of registered model ``name@alias`` (the run name is the variant), or None
-    when there is no such model or alias (a first run) or it carries no ``val_perplexity`` tag."""
-    uri = tracking_uri or default_tracking_uri()
-    client = open_client(uri)
+    """``(variant, val_perplexity)`` of registered model ``name@alias``; None without one or its tag."""
+    uri, client = connect(tracking_uri)
     try:
         version = client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
-    value = version.tags.get("val_perplexity")
-    if value is None:
+    if (value := version.tags.get("val_perplexity")) is None:
         return None
     run = call_store(uri, lambda: client.get_run(version.run_id))
     return run.info.run_name, float(value)

@@ -1,51 +1,76 @@
-"""The background thread that writes a tracker's buffered metric points while training goes on.
-
-The training thread only appends to a list and hands it over (:meth:`BatchWriter.submit`); the store's slow
-synchronous writes happen here, in order.  A write error is kept and raised on the training thread at
-:meth:`BatchWriter.wait`, and later lists are dropped until then.
-"""
+"""The thread that writes a tracker's records to the store, one job at a time, in order.  A job the store refuses
+(``transient(error)`` false) is dropped, its error kept in ``refused``.  A job that fails because the store is away
+stays first, tried again every ``retry_seconds``, the later ones behind it; ``report(error)`` says when it went."""
 
 from __future__ import annotations
 
-import queue
+import collections
 import threading
+import time
 from collections.abc import Callable
 
 
 class BatchWriter:
-    """One daemon thread that writes submitted point lists in order; errors surface at :meth:`wait`."""
+    def __init__(self, transient: Callable[[BaseException], bool], report: Callable[[BaseException], None],
+                 retry_seconds: float = 2.0) -> None:
+        self.transient, self.report, self.retry_seconds = transient, report, retry_seconds
+        self.jobs: collections.deque[tuple[Callable[[], None], int]] = collections.deque()  # (write, its points)
+        self.cond, self.pending_points, self.closed = threading.Condition(), 0, False
+        self.refused: BaseException | None = None  # the first job the store refused, until the caller takes it
+        self.outage: BaseException | None = None  # why the first job waits, while the store is away
+        self.away_since = 0.0  # when the store went away
+        threading.Thread(target=self._run, name="mlflow-writer", daemon=True).start()  # a daemon: never holds up exit
 
-    def __init__(self, write: Callable[[list], None]) -> None:
-        self.write = write  # called on the writer thread, one submitted list at a time
-        self.queue: queue.Queue[list | None] = queue.Queue()
-        self.error: BaseException | None = None
-        self.thread: threading.Thread | None = None
+    def submit(self, write: Callable[[], None], points: int = 0) -> None:
+        with self.cond:
+            self.jobs.append((write, points))
+            self.pending_points += points
+            self.cond.notify_all()  # wakes a retry too
 
-    def submit(self, points: list) -> None:
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name="mlflow-writer", daemon=True)
-            self.thread.start()
-        self.queue.put(points)
+    def wait(self, seconds: float, patient: bool = False) -> bool:
+        """True once all is done, False after ``seconds`` (``patient``: of the store away, not of slow work); a
+        signal interrupts it."""
+        start = time.monotonic()
+        with self.cond:
+            while self.jobs:
+                since = (max(start, self.away_since) if self.outage else time.monotonic()) if patient else start
+                if (left := since + seconds - time.monotonic()) <= 0:
+                    return False
+                self.cond.wait(left)
+            return True
 
-    def wait(self) -> None:
-        self.queue.join()
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-
-    def close(self) -> None:
-        if self.thread is not None:
-            self.queue.put(None)
-            self.thread.join()
-            self.thread = None
+    def close(self, drop: bool = False) -> None:
+        """End the thread once the jobs are done; ``drop``: now, leaving them unwritten."""
+        with self.cond:
+            self.closed = True
+            if drop:
+                self.jobs.clear()
+                self.pending_points = 0
+            self.cond.notify_all()
 
     def _run(self) -> None:
-        while (points := self.queue.get()) is not None:
+        while True:
+            with self.cond:
+                self.cond.wait_for(lambda: self.jobs or self.closed)
+                if not self.jobs:
+                    return
+                job = self.jobs[0]
             try:
-                if self.error is None:
-                    self.write(points)
-            except BaseException as e:  # kept for the training thread: raised at wait()/finish()
-                self.error = e
-            finally:
-                self.queue.task_done()
-        self.queue.task_done()
+                job[0]()
+            except Exception as e:  # every failure is either waited out or kept for the caller
+                if self.transient(e):
+                    if self.outage is None:
+                        self.away_since = time.monotonic()
+                        self.report(e)
+                    self.outage = e
+                    with self.cond:
+                        self.cond.notify_all()  # a patient wait counts from now
+                        self.cond.wait(self.retry_seconds)
+                    continue
+                self.refused = self.refused or e
+            with self.cond:
+                if self.jobs and self.jobs[0] is job:  # not if close(drop=True) came meanwhile
+                    self.jobs.popleft()
+                    self.pending_points -= job[1]
+                self.cond.notify_all()
+            self.outage = None

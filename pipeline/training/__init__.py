@@ -1,10 +1,7 @@
-"""Training: :func:`fit` and its few small helpers (batching, optimizer/clipping, checkpoints, meter, outputs).
+"""Training: :func:`~pipeline.training.loop.fit` trains one language model (:mod:`.loop`, with its batching,
+step, meter, checkpoints, outputs and reporting); :func:`~pipeline.training.supervised.train_supervised` runs the
+curriculum's small supervised experiments.
 
-``from pipeline.training import fit`` trains one model; see :mod:`pipeline.training.loop`.
+Modules are imported directly (``from pipeline.training.loop import fit``), so that code that uses only the
+supervised loop never imports the language-model loop, and a DVC stage depends only on the modules it runs.
 """
-
-from pipeline.training.loop import Trainer, fit
-from pipeline.training.outputs import OUTPUTS, output_path
-from pipeline.training.state import FitResult, LoopState, TrainingDivergedError
-
-__all__ = ["OUTPUTS", "FitResult", "LoopState", "Trainer", "TrainingDivergedError", "fit", "output_path"]

@@ -8,7 +8,7 @@ the order of any epoch can be rebuilt on resume without saving it; each batch st
 ``windows`` mode (nanoGPT's batches): every row is ``bptt`` tokens from a random offset of the split, drawn by a
 generator seeded by ``(seed, epoch)``, and starts from a zero state; an epoch is as many tokens as the split.
 A model trained so is scored the same way (consecutive windows, each from a zero state: see
-:func:`pipeline.evaluation.scoring.evaluate_split`), which is what a window-based figure measures.
+:func:`pipeline.models.scoring.evaluate_split`), which is what a window-based figure measures.
 
 The split is read where it lies (the memory map :func:`pipeline.files.read_tokens` returns): every batch is
 gathered from it when it is taken (:func:`pipeline.data.windows.gather`) and only the batch becomes int64;
@@ -63,14 +63,15 @@ class TrainBatches:
         if mode == "stream":
             if len(ids) < batch_size * 2:
                 raise DataTooSmallError(
-                    f"the training split has {len(ids)} tokens, too few for batch_size {batch_size} (lower train.batch_size)")
+                    f"the training split has {len(ids)} tokens, too few for batch_size {batch_size} "
+                    "(lower batch_size in train.defaults or the run's overrides)")
             self.streams: Streams = to_streams(ids, batch_size, pad_tail=False)
             if world_size > 1:  # this rank's rows of the global batch
                 self.streams = self.streams.rows(rank * batch_size // world_size, (rank + 1) * batch_size // world_size)
         elif mode == "windows":
             if len(ids) + 1 < bptt + 2:
                 raise DataTooSmallError(f"the training split has {len(ids)} tokens, fewer than one window of bptt "
-                                        f"{bptt} (lower train.bptt)")
+                                        f"{bptt} (lower bptt in train.defaults or the run's overrides)")
         else:
             self.starts, self.ends = record_bounds(ids)
             if not len(self.starts):

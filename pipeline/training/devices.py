@@ -1,4 +1,4 @@
-"""Where and how fast a run computes: device, mixed precision, and the CPU thread count (chosen by measurement).
+"""Where and how fast a run computes: device, mixed precision, and the CPU thread count (from the step's size).
 
 On CUDA, ``precision: auto`` means bf16 autocast: matmuls (embedding projection, the recurrent layers'
 GEMMs, the output layer) run in bf16 with float32 accumulation, while the losses stay in float32 (autocast
@@ -12,7 +12,7 @@ On a small CPU, one thread is often faster than two for a small recurrent step (
 than the arithmetic), a large step runs 1.5-1.9x faster on two, and two threads collapse when another process
 shares the cores.  ``threads: 0`` therefore decides from the size of the run's recurrent step
 (:func:`thread_plan`), never from timings taken at start: those followed whatever else ran on the cores at that
-moment (a neighbour's job, the tracking worker's start-up) and made the thread count, and with it the float
+moment (a neighbour's job, another process starting up) and made the thread count, and with it the float
 summation order of a seeded run, change from one run to the next.  BENCHMARKS.md has the measurements behind
 the thresholds.
 """

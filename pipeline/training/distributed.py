@@ -7,7 +7,7 @@ process group (NCCL on GPUs, gloo on CPUs).  Without those variables nothing her
 
 What changes with N processes (the loop asks :func:`context` and stays otherwise unaware):
 
-* ``train.batch_size`` is the *global* batch: each rank takes ``batch_size / N`` of its rows (streams: rows
+* a run's ``batch_size`` is the *global* batch: each rank takes ``batch_size / N`` of its rows (streams: rows
   ``[r*b, (r+1)*b)`` of the same ``batch_size`` streams one process would cut; records: every N-th record of
   the same shuffled global batch), so a run's hyper-parameters mean the same at any N.  With streams every
   rank predicts the same number of tokens, so DDP's gradient mean equals the one-process gradient of the
@@ -114,7 +114,7 @@ def device_for(ctx: Context, device: str) -> str:
 def local_batch_size(batch_size: int, ctx: Context) -> int:
     """The rows each rank trains on; the global ``batch_size`` must split evenly."""
     if batch_size % ctx.world_size:
-        raise DistributedSetupError(f"train.batch_size {batch_size} does not split evenly across {ctx.world_size} "
+        raise DistributedSetupError(f"batch_size {batch_size} does not split evenly across {ctx.world_size} "
                                     f"processes: choose a multiple of {ctx.world_size} (it is the global batch)")
     return batch_size // ctx.world_size
 

@@ -22,8 +22,8 @@ those masks follow the checkpointed generator too.
 Under ``torchrun`` (several processes, see :mod:`.distributed`) each rank trains on its share of every batch
 through a DDP wrapper (``self.train_model``) that averages gradients; only rank 0 writes files and tracks.
 
-*Progress* is the progress bar; ``fraction_done`` (0..1) is how far the run is, ``epochs_done`` the epochs.
-The clock is injected (:mod:`.timer`); the :class:`~.reporting.Reporter` receives rows, never the loop.
+``fraction_done`` (0..1) is how far the run is, ``epochs_done`` the epochs.  The clock is injected
+(:class:`~.state.TrainingTimer`); the :class:`~.reporting.Reporter` receives rows and sampled text, never the loop.
 """
 
 from __future__ import annotations
@@ -41,47 +41,38 @@ from torch import nn
 
 from pipeline.config import TrainSettings, to_plain
 from pipeline.errors import SeqlabWarning
-from pipeline.evaluation.scoring import evaluate_split
 from pipeline.models import count_parameters
 from pipeline.models.objective import directions
 from pipeline.models.sampling import sample
+from pipeline.models.scoring import evaluate_split
+from pipeline.run_folder import RunFolder, WorkFolder
 from pipeline.runtime import resolve_device
 from pipeline.tracking import NullTracker, Tracker
 from pipeline.tracking.lifecycle import end_run
 from pipeline.training import checkpoints as ckpt
-from pipeline.training import distributed, plots
+from pipeline.training import devices, distributed
 from pipeline.training.batching import DataTooSmallError, TrainBatches
-from pipeline.training.devices import (
-    autocast,
-    autocast_dtype,
-    choose_threads,
-    draws_dropout_in_cudnn,
-    reseed_cudnn_dropout,
-    thread_plan,
-)
-from pipeline.training.history import final_metrics, record_interval, record_validation
 from pipeline.training.meter import StepMeter
 from pipeline.training.optim import build_optimizer, build_scheduler, current_lr
-from pipeline.training.outputs import output_path, write_outputs
-from pipeline.training.progress_bar import ProgressBar, progress_bar_enabled
-from pipeline.training.reporting import Reporter, SampleRenderer
-from pipeline.training.state import FitResult, LoopState, TrainingDivergedError, stop_rule_met
+from pipeline.training.outputs import write_outputs
+from pipeline.training.reporting import ProgressBar, Reporter, SampleDecoder, progress_bar_enabled
+from pipeline.training.state import Clock, FitResult, LoopState, TrainingDivergedError, TrainingTimer, stop_rule_met
 from pipeline.training.step import train_step
-from pipeline.training.timer import Clock, TrainingTimer
 
 
 def fit(model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, settings: TrainSettings, out_dir: str | Path,
-        *, tracker: Tracker | None = None, resume: bool = False, render_samples: SampleRenderer | None = None,
+        *, tracker: Tracker | None = None, resume: bool = False, decode_samples: SampleDecoder | None = None,
         char_level: bool = False, clock: Clock = time.perf_counter) -> FitResult:
-    """Train ``model`` on ``train_ids``, validate on ``val_ids``; outputs go to ``out_dir`` (see :mod:`.outputs`).
+    """Train ``model`` on ``train_ids``, validate on ``val_ids``; outputs go to ``out_dir`` (a
+    :class:`~pipeline.run_folder.RunFolder`), and so do the checkpoint and the best model so far.
 
-    ``render_samples(sequences, folder)`` turns sampled ids into files (text, MIDI, PNG) to log at every
-    validation; ``char_level`` adds bits per character (``val_bpc``) to the validation figures; ``clock`` is
-    the time source of ``train_seconds`` and the time budget.
+    ``decode_samples(sequences)`` turns the ids sampled at every validation into the text logged for them
+    (None: no samples); ``char_level`` adds bits per character (``val_bpc``) to the validation figures;
+    ``clock`` is the time source of ``train_seconds`` and the time budget.
     """
-    trainer = Trainer(model, train_ids, val_ids, settings, Path(out_dir), render_samples, char_level, clock=clock)
+    trainer = Trainer(model, train_ids, val_ids, settings, Path(out_dir), decode_samples, char_level, clock=clock)
     if resume and not trainer.restore():
-        warnings.warn(f"no checkpoint at {output_path(trainer.out_dir, 'checkpoint')}; starting from scratch",
+        warnings.warn(f"no checkpoint at {trainer.work.checkpoint}; starting from scratch",
                       SeqlabWarning, stacklevel=2)
     return trainer.run(tracker or NullTracker())
 
@@ -89,14 +80,16 @@ def fit(model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, settings: 
 class Trainer:
     """One training run.  Building it checks the data and settings and :meth:`restore` checks the checkpoint,
     both before :meth:`run` is given a tracker: a stage opens its tracking run only once the inputs are good.
-    """
+    Checkpoints and the best model so far go to ``work_dir`` (default ``out_dir``), the outputs as the run ends."""
 
     def __init__(self, model: nn.Module, train_ids: np.ndarray, val_ids: np.ndarray, settings: TrainSettings,
-                 out_dir: Path, render_samples: SampleRenderer | None = None, char_level: bool = False,
-                 fingerprint: Mapping[str, str] | None = None, clock: Clock = time.perf_counter) -> None:
+                 out_dir: Path, decode_samples: SampleDecoder | None = None, char_level: bool = False,
+                 fingerprint: Mapping[str, str] | None = None, clock: Clock = time.perf_counter,
+                 work_dir: Path | None = None) -> None:
         self.settings, self.out_dir = settings, out_dir
-        self.render_samples, self.char_level = render_samples, char_level
-        self.fingerprint = dict(fingerprint or {})  # what shaped this run (see .resume); in every checkpoint
+        self.folder, self.work = RunFolder(out_dir), WorkFolder(work_dir or out_dir)
+        self.decode_samples, self.char_level = decode_samples, char_level
+        self.fingerprint = dict(fingerprint or {})  # what shaped this run (see .checkpoints); in every checkpoint
         self.dist = distributed.context()  # rank 0 of 1 unless started by torchrun
         self.device = torch.device(distributed.device_for(self.dist, resolve_device(settings.device)))
         self.model = model.to(self.device).train()
@@ -113,22 +106,21 @@ class Trainer:
         epochs_steps = settings.epochs * len(self.batches)
         self.total_steps = min(epochs_steps, settings.max_steps) if settings.max_steps else epochs_steps
         self.scheduler = build_scheduler(self.optimizer, settings)
-        self.amp = autocast_dtype(self.device, settings.precision)
+        self.amp = devices.autocast_dtype(self.device, settings.precision)
         self.directions = directions(self.model)
-        self.reseed_dropout = draws_dropout_in_cudnn(self.model, self.device)
+        self.reseed_dropout = devices.draws_dropout_in_cudnn(self.model, self.device)
         self.meter = StepMeter(settings.log_every_steps, len(self.directions), settings.clip, settings.clip_threshold)
         self.loop = LoopState(sums=[0.0] * len(self.directions), counts=[0] * len(self.directions))
         self.timer = TrainingTimer(clock)  # training time only: restarted after validations and checkpoints
         self.carried: Any = None
         self._rng: dict[str, Any] | None = None  # RNG states of a restored checkpoint, restored when the run starts
-        plots.preload()  # the end of the run draws with matplotlib: imported now, before the tracking run opens
 
     # ------------------------------------------------------------------ the run
 
     def restore(self) -> bool:
         """Load ``checkpoint.pt`` if there is one (call before :meth:`run`); False when there is none.
         Its RNG states are restored when the run starts."""
-        path = output_path(self.out_dir, "checkpoint")
+        path = self.work.checkpoint
         if not path.exists():
             return False
         self.loop, self.carried, self._rng = ckpt.restore_training_checkpoint(path, self.model, self.optimizer,
@@ -140,10 +132,10 @@ class Trainer:
         tracker = tracker if tracker is not None else NullTracker()
         rng = self._rng
         if not rng:
-            self.loop.threads = choose_threads(self.settings.threads, self.device,
-                                               thread_plan(self.model, self.settings.batch_size))
+            self.loop.threads = devices.choose_threads(self.settings.threads, self.device,
+                                                       devices.thread_plan(self.model, self.settings.batch_size))
         else:
-            choose_threads(self.loop.threads, self.device)
+            devices.choose_threads(self.loop.threads, self.device)
         self.loop.run_id = tracker.run_id
         if rng:  # last, so that nothing above draws from the restored generators
             ckpt.restore_rng(rng)
@@ -152,7 +144,7 @@ class Trainer:
                                    progress_bar_enabled(self.settings.progress) and self.dist.is_main,
                                    description=self.out_dir.name)
         self.reporter = Reporter(tracker, progress_bar, self.directions, self.timer.clock,
-                                 render_samples=self.render_samples, run_name=self.out_dir.name)
+                                 decode_samples=self.decode_samples, run_name=self.out_dir.name)
         try:
             return self._finish(self._epochs())
         except BaseException as e:  # FAILED, or KILLED for Ctrl-C/SIGTERM; the last checkpoint stays as it was
@@ -189,7 +181,7 @@ class Trainer:
         settings, step = self.settings, self.loop.step + 1
         measure_layers = step % settings.layer_norms_every_steps == 0
         if self.reseed_dropout:  # cuDNN's own dropout generator: reseeded per step, so that resume is exact
-            reseed_cudnn_dropout(self.device)
+            devices.reseed_cudnn_dropout(self.device)
         result = train_step(self.train_model, self.optimizer, batch.to(self.device, non_blocking=True), carried,
                             params=self.params, clip=settings.clip, clip_threshold=settings.clip_threshold,
                             amp=self.amp, check_finite=self.device.type == "cpu",  # a GPU: at each interval
@@ -224,20 +216,20 @@ class Trainer:
         """Write the outputs from the best model and end the tracker run (both on rank 0 only)."""
         self.reporter.close()
         if self.dist.is_main:  # the run's result is the best model by validation loss, not the last step
-            ckpt.restore_best_model(self.model, output_path(self.out_dir, "model"), self.device)
-        metrics = final_metrics(self.loop, stop, self.epochs_done, count_parameters(self.model))
+            ckpt.restore_best_model(self.model, self.work.best_model, self.device)
+        metrics = self.loop.final_metrics(stop, self.epochs_done, count_parameters(self.model))
         if not self.dist.is_main:  # DDP: rank 0 writes and tracks the result (see pipeline.training.distributed)
             return FitResult(metrics, stop, self.out_dir, None)
         clip = self.settings.clip_threshold if self.settings.clip == "norm" else None
         self.reporter.log_model(self.model)
-        files = write_outputs(self.out_dir, metrics, self.loop.epochs, self.loop.intervals, clip)
+        files = write_outputs(self.folder, metrics, self.loop.epochs, self.loop.intervals, clip, self.work.best_model)
         self.reporter.log_result(files, stop)
         return FitResult(metrics, stop, self.out_dir, self.reporter.run_id)
 
     # ------------------------------------------------------------------ periodic work
 
     def _diverged(self, bad: int) -> None:
-        raise TrainingDivergedError.at_step(bad, output_path(self.out_dir, "checkpoint"))
+        raise TrainingDivergedError.at_step(bad, self.work.checkpoint)
 
     def _log_interval(self) -> None:
         if len(self.meter):
@@ -245,21 +237,21 @@ class Trainer:
             if interval.first_bad is not None:
                 self._diverged(interval.first_bad)
             seconds = self.timer.lap()  # the tracker calls below count in the next interval
-            row = record_interval(self.loop, interval, seconds, self.epochs_done, current_lr(self.optimizer))
+            row = self.loop.record_interval(interval, seconds, self.epochs_done, current_lr(self.optimizer))
             self.loop.tracking_seconds += self.reporter.log_interval(interval, row)
 
     def _validate(self) -> str | None:
         self._log_interval()
         settings = self.settings
-        with autocast(self.device, self.amp):
+        with devices.autocast(self.device, self.amp):
             figures = evaluate_split(self.model, self.val_ids, mode=settings.batching, batch_size=settings.eval_batch_size,
                                      bptt=settings.eval_bptt, device=self.device, sample_tokens=settings.val_tokens, seed=settings.seed)
         if settings.schedule == "plateau":
             self.scheduler.step(figures["loss"])
-        row, improved = record_validation(self.loop, figures, self.directions, self.epochs_done,
-                                          current_lr(self.optimizer), self.char_level)
+        row, improved = self.loop.record_validation(figures, self.directions, self.epochs_done,
+                                                    current_lr(self.optimizer), self.char_level)
         if improved and self.dist.is_main:
-            ckpt.save_best_model(output_path(self.out_dir, "model"), self.model, step=self.loop.step,
+            ckpt.save_best_model(self.work.best_model, self.model, step=self.loop.step,
                                  epoch=self.epochs_done, val_loss=figures["loss"])
         self.loop.tracking_seconds += self.reporter.log_validation(row, improved, self._samples())
         self.timer.restart()
@@ -267,9 +259,9 @@ class Trainer:
         return "early_stopping" if patience and self.loop.bad_validations >= patience else None
 
     def _samples(self) -> list[list[int]]:
-        """Sequences to log at a validation: none without a renderer, or from a model that sees the future."""
+        """Sequences to log at a validation: none without a decoder, or from a model that sees the future."""
         cfg = self.settings.sample
-        if self.render_samples is None or cfg.n == 0 or not getattr(self.model, "causal", True):
+        if self.decode_samples is None or cfg.n == 0 or not getattr(self.model, "causal", True):
             return []
         return sample(self.model, n=cfg.n, max_length=cfg.max_length, temperature=cfg.temperature, top_k=cfg.top_k,
                       top_p=cfg.top_p, seed=self.settings.seed + self.loop.step, device=self.device)
@@ -285,7 +277,7 @@ class Trainer:
                     "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                     "carried_state": ckpt.to_cpu(carried), "loop": dataclasses.asdict(self.loop),
                     "settings": to_plain(self.settings), "fingerprint": self.fingerprint}
-        ckpt.save_training_checkpoint(output_path(self.out_dir, "checkpoint"), self.model, training)
+        ckpt.save_training_checkpoint(self.work.checkpoint, self.model, training)
         self.timer.restart()
 
     # ------------------------------------------------------------------ where the run is

@@ -95,13 +95,3 @@ class StepMeter:
                             bad[0] if bad else None, layer)
         self.steps, self.records, self.layer_norms = [], [], []
         return interval
-
-
-def finite_mean(values: list[float]) -> float:
-    kept = [v for v in values if math.isfinite(v)]
-    return sum(kept) / len(kept) if kept else float("nan")
-
-
-def perplexity(mean_nll: float) -> float:
-    """``exp(mean_nll)``; inf instead of an overflow."""
-    return math.exp(mean_nll) if mean_nll < 700 else math.inf

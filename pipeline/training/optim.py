@@ -1,24 +1,16 @@
-"""Optimizer, learning-rate schedule and gradient clipping, built from :class:`TrainSettings`.
+"""Optimizer, learning-rate schedule and gradient clipping, built from the settings.
+
+The optimizers are torch's own (:class:`torch.optim.Adam`, ``AdamW``, ``SGD``), built from
+:class:`~pipeline.config.OptimizerSettings`, which the language-model runs and the curriculum's experiments share.
 
 Clipping reports, for every step, the global gradient norm before and after clipping and whether it fired,
 as 0-d tensors on the model's device: the loop stores them and reads them back only at its logging
-interval, so no step waits for the device.
-
-The optimizers are torch's own (:class:`torch.optim.Adam`, ``AdamW``, ``SGD``), less one wrapper.  torch marks
-``step``, ``zero_grad``, ``add_param_group``, ``state_dict`` and ``load_state_dict`` so that ``torch.compile``
-skips them, and the mark's first call imports ``torch._dynamo``: 1.5-3 s of every training process's start-up on
-the 2-core CPUs without AVX-512 measured, more than a tiny model's whole training (BENCHMARKS.md, "Stage
-start-up").  Outside a compiled function the mark does nothing else (``step``'s also sets grad mode to the
-optimizer's ``differentiable``, which the classes here do too), and nothing in seqlab compiles, so the classes
-built here call torch's unmarked methods: the same code, the same numbers, the same ``state_dict``, and step
-hooks and the profiler label still run.  Where torch's layout is not as expected, the mark is kept (slower,
-never wrong).
+interval, so no step waits for the device.  :func:`grad_metrics` names those three figures for the tracker,
+for :func:`pipeline.training.loop.fit` and the supervised loop alike.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -26,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from pipeline.config import TrainSettings
+from pipeline.config import OptimizerSettings, TrainSettings
 
 
 class ClipStats(NamedTuple):
@@ -45,36 +37,16 @@ def derived_after(before: float, mode: str, threshold: float) -> tuple[float, fl
     return before, 0.0
 
 
-#: The :class:`torch.optim.Optimizer` methods torch marks with ``torch._disable_dynamo``.
-_MARKED = ("zero_grad", "add_param_group", "state_dict", "load_state_dict")
+def grad_metrics(before: float, after: float, fired: float) -> dict[str, float]:
+    """One step's gradient metrics as tracked (``step=`` the optimizer step): ``grad_norm`` (global L2 norm
+    before clipping), ``grad_norm_clipped`` (after) and ``clipped`` (1.0 if clipping fired, else 0.0)."""
+    return {"grad_norm": before, "grad_norm_clipped": after, "clipped": fired}
 
 
-def _unmarked(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
-    """``cls`` with the methods torch marks for ``torch.compile`` calling the unmarked ones (module docstring).
-
-    The subclass keeps ``cls``'s name, so that reprs and the profiler's ``Optimizer.step#Adam.step`` read as
-    torch's.  If a method is not wrapped as expected (another torch release), ``cls`` is returned unchanged.
-    """
-    raw = {name: inspect.unwrap(getattr(cls, name)) for name in (*_MARKED, "step")}
-    if any(fn is getattr(cls, name) for name, fn in raw.items()):
-        return cls
-    raw_step = raw.pop("step")
-
-    @functools.wraps(raw_step)
-    def step(self, closure=None):
-        # What torch's wrapper does around the step outside compilation (its graph breaks are no-ops there).
-        with torch.set_grad_enabled(self.defaults["differentiable"]):
-            return raw_step(self, closure)
-
-    namespace = {"__module__": __name__, "__qualname__": cls.__name__, "__doc__": cls.__doc__, "step": step, **raw}
-    return type(cls.__name__, (cls,), namespace)
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
-_OPTIMIZERS = {name: _unmarked(cls) for name, cls in
-               (("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD))}
-
-
-def build_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, s: OptimizerSettings) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     # foreach kernels: one launch per parameter group instead of one per tensor (what pytorch picks by
     # default on CUDA; on CPU it is as fast or faster and keeps CPU/GPU runs on the same code path).

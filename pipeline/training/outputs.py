@@ -1,14 +1,5 @@
-"""What a finished (or stopped) run leaves behind: metrics JSON, CSV series for ``dvc plots``, PNG plots, and
-the same figures, plots and the model in the tracker.
-
-Layout of a run folder (``models/<dataset>/<variant>/``; dvc.yaml lists the same names)::
-
-    checkpoint.pt    latest training checkpoint (every checkpoint_every_steps and after each validation)
-    model.pt         the best model by validation loss (what evaluation and sampling load)
-    metrics.json     final figures, numeric only (``dvc metrics show``)
-    epochs.csv       one row per validation: epoch, step, train/val loss and perplexity (``dvc plots``)
-    grad_norms.csv   one row per logging interval: gradient norm mean/max before and after clipping, clip rate
-    loss.png, grad_norms.png   the two plots, also logged to MLflow
+"""What a finished (or stopped) run leaves behind: metrics JSON, CSV series for ``dvc plots``, PNG plots and the
+best model in its :class:`~pipeline.run_folder.RunFolder`, and the same figures, plots and model in the tracker.
 """
 
 from __future__ import annotations
@@ -16,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,20 +15,7 @@ from typing import Any
 import torch
 
 from pipeline import files
-
-OUTPUTS = {
-    "checkpoint": "checkpoint.pt",
-    "model": "model.pt",
-    "metrics": "metrics.json",
-    "epochs": "epochs.csv",
-    "grad_norms": "grad_norms.csv",
-    "loss_plot": "loss.png",
-    "grad_plot": "grad_norms.png",
-}
-
-
-def output_path(out_dir: str | Path, name: str) -> Path:
-    return Path(out_dir) / OUTPUTS[name]
+from pipeline.run_folder import RunFolder
 
 
 def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -58,17 +37,29 @@ def _round(value: Any) -> Any:
     return value
 
 
-def write_outputs(out_dir: Path, metrics: dict[str, Any], epochs: list[dict], intervals: list[dict],
-                  clip_threshold: float | None) -> list[Path]:
-    """Write metrics, series and plots; return the files worth logging as artifacts."""
+def write_outputs(folder: RunFolder, metrics: dict[str, Any], epochs: list[dict], intervals: list[dict],
+                  clip_threshold: float | None, best_model: Path) -> list[Path]:
+    """Write the best model (a copy of ``best_model``, unless it is the folder's own), metrics, series and plots,
+    each replacing its earlier version whole; return the files worth logging as artifacts."""
     from pipeline.training.plots import plot_grad_norms, plot_losses
 
-    files.write_json(output_path(out_dir, "metrics"), metrics)
-    write_csv(output_path(out_dir, "epochs"), epochs)
-    write_csv(output_path(out_dir, "grad_norms"), intervals)
-    plot_losses(epochs, intervals, output_path(out_dir, "loss_plot"))
-    plot_grad_norms(intervals, output_path(out_dir, "grad_plot"), clip_threshold)
-    return [output_path(out_dir, n) for n in ("metrics", "epochs", "grad_norms", "loss_plot", "grad_plot")]
+    install_model(best_model, folder.model)
+    files.write_json(folder.metrics, metrics)
+    write_csv(folder.epochs, epochs)
+    write_csv(folder.grad_norms, intervals)
+    plot_losses(epochs, intervals, folder.loss_plot)
+    plot_grad_norms(intervals, folder.grad_plot, clip_threshold)
+    return folder.finished_files
+
+
+def install_model(source: Path, target: Path) -> None:
+    """``target`` becomes a copy of ``source``, byte for byte (written beside it, then moved into place); removed
+    when there is no ``source`` (no validation loss was ever finite), so it never describes another run."""
+    if not source.exists():
+        target.unlink(missing_ok=True)
+    elif source.resolve() != target.resolve():
+        with files.atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
 
 
 def model_requirements() -> list[str]:

@@ -9,14 +9,6 @@ from typing import Any
 from pipeline.files import atomic_path
 
 
-def preload() -> None:
-    """Import what the plots draw with (matplotlib's Figure and its Agg canvas, ~0.5-0.8 s) ahead of the end of
-    training: a stage calls this while its tracking worker is still opening the store, so the import costs no
-    wall time there."""
-    import matplotlib.backends.backend_agg  # noqa: F401  (what Figure.savefig draws PNGs with)
-    from matplotlib.figure import Figure  # noqa: F401
-
-
 def _subplots(*grid: int, figsize: tuple[float, float], **options: Any):
     """A bare Figure and its axes: it draws to files with Agg, touching neither pyplot's state nor the backend.
 
@@ -47,11 +39,11 @@ def plot_losses(epochs: Sequence[dict[str, Any]], intervals: Sequence[dict[str, 
 
 def plot_grad_norms(intervals: Sequence[dict[str, Any]], path: str | Path, threshold: float | None = None) -> None:
     """Mean and max global gradient norm per logging interval (before clipping), the clip threshold, and clip rate."""
-    _save(grad_norms_figure(intervals, threshold), path)
+    _save(grad_norms_plot(intervals, threshold), path)
 
 
-def grad_norms_figure(intervals: Sequence[dict[str, Any]], threshold: float | None = None):
-    """The figure :func:`plot_grad_norms` saves."""
+def grad_norms_plot(intervals: Sequence[dict[str, Any]], threshold: float | None = None):
+    """The plot :func:`plot_grad_norms` saves, as a matplotlib Figure."""
     fig, (top, bottom) = _subplots(2, 1, figsize=(7, 5), sharex=True, height_ratios=[3, 1])
     steps = [r["step"] for r in intervals]
     top.plot(steps, [r["grad_norm_mean"] for r in intervals], label="mean before clipping")

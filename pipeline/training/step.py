@@ -1,4 +1,4 @@
-"""One optimizer step, written once: the training loop, the supervised tasks and the
+"""One optimizer step, written once: the training loop, the curriculum's supervised loop and the
 benchmarks all step through here, so a benchmark measures the step that trains the models.
 
 :func:`train_step` is the language-model step: the loss of one batch (under autocast), then

@@ -1,13 +1,13 @@
-"""One small supervised loop for the curriculum's tasks: tagging, classification, conditioned generation.
+"""One small supervised loop for the curriculum's experiments: tagging, classification, conditioned generation.
 
-:func:`pipeline.training.fit` is the language-model loop (streams or records of one id array, validation-driven
-schedule, checkpoints, exact resume).  The tasks need less: a fixed number of optimizer steps over batches the
-task draws, a loss the task defines, and an evaluation every ``eval_every_steps`` and after the last step.
+:func:`pipeline.training.loop.fit` is the language-model loop (streams or records of one id array, validation-driven
+schedule, checkpoints, exact resume).  The experiments need less: a fixed number of optimizer steps over batches
+the experiment draws, a loss it defines, and an evaluation every ``eval_every_steps`` and after the last step.
 The optimizer and the clipping are :mod:`.optim`'s, so a gradient norm logged here means what it means in fit().
 
-Tracked metrics (``step=`` the optimizer step): every step ``grad_norm`` / ``grad_norm_clipped`` / ``clipped``;
+Tracked metrics (``step=`` the optimizer step): every step the gradient metrics of :func:`.optim.grad_metrics`;
 every ``log_every_steps`` ``train_loss`` (mean over the interval); every evaluation ``val_<name>`` for each
-figure the task's ``evaluate`` returns.
+figure the experiment's ``evaluate`` returns.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pipeline.config import TaskTraining
+from pipeline.config import CurriculumTraining
 from pipeline.models import count_parameters
 from pipeline.tracking import NullTracker, Tracker
-from pipeline.training.optim import build_optimizer, derived_after
+from pipeline.training.optim import build_optimizer, derived_after, grad_metrics
 from pipeline.training.state import TrainingDivergedError
 from pipeline.training.step import backward_and_update
 
@@ -41,11 +41,11 @@ class SupervisedResult:
 
 
 def train_supervised(model: nn.Module, draw_batch: Callable[[int], Sequence[Any]], loss_fn: LossFn,
-                     settings: TaskTraining, *, evaluate: Evaluate | None = None, tracker: Tracker | None = None,
+                     settings: CurriculumTraining, *, evaluate: Evaluate | None = None, tracker: Tracker | None = None,
                      device: str | torch.device = "cpu") -> SupervisedResult:
     """Train ``model`` for ``settings.steps`` steps; ``draw_batch(step)`` gives a tuple of tensors (moved to
     ``device`` here) and ``loss_fn(model, batch)`` the mean loss to minimise.  ``evaluate(model)`` runs in eval
-    mode under ``torch.no_grad`` and returns figures (higher or lower is the task's business).
+    mode under ``torch.no_grad`` and returns figures (higher or lower is the experiment's business).
     Raises :class:`TrainingDivergedError` on a NaN/Inf loss or gradient, before the update."""
     tracker = tracker or NullTracker()
     model = model.to(device).train()
@@ -62,13 +62,13 @@ def train_supervised(model: nn.Module, draw_batch: Callable[[int], Sequence[Any]
                                      check_finite=True)
         if not update.updated:
             raise TrainingDivergedError(f"training diverged at step {step}: the loss or the gradient norm is NaN/Inf "
-                                        "(lower the task's train.lr or set train.clip: norm)")
+                                        "(lower the experiment's train.lr or set train.clip: norm)")
         clip, before, value = update.clip, float(update.clip.before), float(loss.detach())
         after, fired = (float(clip.after), float(clip.fired)) if clip.after is not None else \
             derived_after(before, settings.clip, settings.clip_threshold)
         losses.append(value)
         norms.append((before, after))
-        tracker.log_metrics({"grad_norm": before, "grad_norm_clipped": after, "clipped": fired}, step=step)
+        tracker.log_metrics(grad_metrics(before, after, fired), step=step)
         if step % settings.log_every_steps == 0:
             tracker.log_metrics({"train_loss": _mean(losses[-settings.log_every_steps:])}, step=step)
         if step % settings.eval_every_steps == 0 or step == settings.steps:

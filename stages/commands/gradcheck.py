@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.reference.gradcheck import format_table, run_checks
+
 GRADCHECK_CELLS = ("rnn", "gru", "gru_minimal", "lstm", "lstm_peephole")
 
 
 def _gradcheck(args: argparse.Namespace) -> int:
-    from pipeline.reference.gradcheck import format_table, run_checks
-
     cells = GRADCHECK_CELLS if args.cell == "all" else (args.cell,)
     results = run_checks(cells, seed=args.seed)
     print(format_table(results))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.config import EncodeMidiConfig, parse_dataclass
+from pipeline.midi.pianoroll import render_piano_roll
+from pipeline.midi.roundtrip import roundtrip_file
+
 
 def _midi_roundtrip(args: argparse.Namespace) -> int:
-    from pipeline.config import EncodeMidiConfig, parse_dataclass
-    from pipeline.midi.roundtrip import roundtrip_file
-
     options = {
         "corpus": "-",
         "encoding": args.encoding,
@@ -24,8 +25,6 @@ def _midi_roundtrip(args: argparse.Namespace) -> int:
     report = roundtrip_file(args.input, args.output, cfg)
     print("\n".join(report.lines(args.input, args.output, cfg)))
     if args.png:
-        from pipeline.midi.pianoroll import render_piano_roll
-
         print(f"piano roll: {render_piano_roll(args.output, None, args.png)}")
     return 0
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+
+from pipeline.config import RetrainConfig, load_params
+from pipeline.retrain import retrain
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    import os
-
-    from pipeline.config import RetrainConfig, load_params
-    from pipeline.retrain import retrain
-
     params = load_params(args.params)
     cfg = params.sections.get("retrain", RetrainConfig())
     runs = params.sections["train"].runs if "train" in params.sections else {}
@@ -25,7 +24,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "retrain", help="what CI runs: dvc pull, dvc repro, dvc push, then fail on a metric regression",
         description="Run `dvc pull --allow-missing`, `dvc repro` and `dvc push`, then compare params.yaml's "
-        "retrain.metric (val.perplexity: the evaluate stage's figure) in every DVC metrics file with the same "
+        "retrain.metric (val.perplexity: the evaluate stage's figure) in every file of metrics/ with the same "
         "figure at the base revision (`dvc metrics diff`) and with the seqlab-<dataset>@champion registered before "
         "the retraining (registered with that same figure; skipped without a tracking store). Prints a Markdown "
         "table (appended to $GITHUB_STEP_SUMMARY when set) and exits 1 when a value is more than "

@@ -6,17 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipeline import files
+from pipeline.evaluation.generate import generate, load_variant, prime_ids, prime_of_midi
+from pipeline.runtime import resolve_device
+
 
 def _sample(args: argparse.Namespace) -> int:
-    from pipeline import files
-    from pipeline.evaluation.generate import generate, load_variant, prime_ids, prime_of_midi
-    from pipeline.runtime import resolve_device
-
     model, vocab = load_variant(Path(args.model), Path(args.vocab) if args.vocab else None, resolve_device(args.device))
     prime = prime_of_midi(args.prime_midi, vocab) if args.prime_midi else prime_ids(args.prime, vocab)
     if prime.unknown:
-        shown = ", ".join(repr(t) for t in dict.fromkeys(prime.unknown))
-        print(f"seqlab: warning: the prime has tokens the vocabulary lacks, sampled as <unk>: {shown}", file=sys.stderr)
+        print(f"seqlab: warning: {_unknown_note(prime.unknown, len(prime.ids))}", file=sys.stderr)
     max_length = args.max_length
     if max_length is None:  # --quarters bounds a sample in musical time: leave room for many tokens per step
         steps = vocab.meta.get("steps_per_quarter", 4)
@@ -36,6 +35,15 @@ def _sample(args: argparse.Namespace) -> int:
     else:
         print("\n\n".join(result.texts))
     return 0
+
+
+def _unknown_note(unknown: list[str], total: int, shown: int = 5) -> str:
+    """One line on the prime's tokens the vocabulary lacks: how many, their share, and a few of them."""
+    distinct = list(dict.fromkeys(unknown))
+    examples = ", ".join(repr(t) for t in distinct[:shown])
+    more = f" and {len(distinct) - shown} more distinct" if len(distinct) > shown else ""
+    return (f"{len(unknown)} of the prime's {total} tokens ({len(unknown) / total:.0%}) are not in the model's "
+            f"vocabulary and are sampled as <unk>, e.g. {examples}{more}")
 
 
 def _positive(text: str) -> float:

@@ -24,14 +24,14 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.config import StylesConfig
+from pipeline.curriculum import plots
+from pipeline.curriculum.batches import RandomBatches, in_chunks, pad_rows
+from pipeline.curriculum.outputs import ExperimentRuns, write_csv, write_metrics
 from pipeline.data.windows import split_records
 from pipeline.errors import UserError
-from pipeline.models import build_task_model
+from pipeline.models import build_head_model
 from pipeline.models.sampling import sample
 from pipeline.runtime import set_seed
-from pipeline.tasks import plots
-from pipeline.tasks.batches import RandomBatches, in_chunks, pad_rows
-from pipeline.tasks.outputs import TaskRuns, write_csv, write_metrics
 from pipeline.training.supervised import train_supervised
 from pipeline.vocab import EOS_ID, PAD_ID, Vocabulary
 
@@ -117,7 +117,7 @@ class StylesResult:
     samples: dict[str, list[list[int]]]  # style (dataset name) -> sampled ids
 
 
-def run_styles(cfg: StylesConfig, datasets: dict[str, tuple[Vocabulary, dict[str, np.ndarray]]], runs: TaskRuns,
+def run_styles(cfg: StylesConfig, datasets: dict[str, tuple[Vocabulary, dict[str, np.ndarray]]], runs: ExperimentRuns,
                device: str = "cpu") -> StylesResult:
     """Train one conditioned LM over ``datasets`` (name -> (vocab, {train, val} ids)), then sample every style."""
     names = list(cfg.datasets)
@@ -127,7 +127,7 @@ def run_styles(cfg: StylesConfig, datasets: dict[str, tuple[Vocabulary, dict[str
         for split in ("train", "val")}
     tracker = runs.open(cfg.model.cell, {"styles": cfg}, {"cell": cfg.model.cell})
     set_seed(cfg.train.seed)
-    model = build_task_model("conditioned_lm", cfg.model, len(vocab), len(names))
+    model = build_head_model("conditioned_lm", cfg.model, len(vocab), len(names))
     draw = RandomBatches(data["train"], cfg.train.batch_size, cfg.train.seed)
     result = train_supervised(model, draw, _loss, cfg.train, device=device, tracker=tracker,
                               evaluate=lambda m: condition_figures(m, data["val"], len(names)))

@@ -1,20 +1,21 @@
-"""The independent trainings of a task, side by side on the CPU's cores, with the same results as one by one.
+"""The independent trainings of an experiment, side by side on the CPU's cores, with the same results as one by one.
 
-A task such as ``agreement`` trains fifteen tiny models, each on one thread: run one after another they leave
+An experiment such as ``agreement`` trains fifteen tiny models, each on one thread: run one after another they leave
 the second core of a 2-core machine idle.  :func:`run_jobs` runs each job in a forked child process, up to
 ``workers`` at a time, and returns their results in the order of the jobs.  Every job seeds itself and trains on
 the thread count the stage set, so its numbers do not depend on ``workers``, on the order the jobs finish in, or
-on which process ran it (``tests/test_task_parallel.py`` compares a task's figures between 1 and 2 workers).
+on which process ran it (``tests/test_curriculum_parallel.py`` compares an experiment's figures between 1 and 2
+workers).
 
 Tracking stays in the stage's process: the stage opens each job's run as the job starts (so its start time and
 the RUNNING state are true while it trains), and the child gets a :class:`RelayTracker` that sends every
-call (metric points batched) through a pipe; the stage passes them on to the run in the order they were made.
-Only the stage ever talks to the store.
+call (metric points batched) through a ``multiprocessing`` pipe; the stage passes them on to the run in the
+order they were made.  Only the stage ever talks to the store.
 
 Failures: a job's exception is raised in the stage, as itself (or described, for a class a stage cannot load),
 after the other children are stopped; a child that dies without a result (killed, out of memory) is an error
 naming the job and how it ended.  A stop of the stage (Ctrl-C, SIGTERM) stops and reaps the children before it
-propagates, so the task's runs are marked KILLED and no child trains on for nobody.  A child whose stage
+propagates, so the experiment's runs are marked KILLED and no child trains on for nobody.  A child whose stage
 disappeared (``kill -9``) ends at its next tracking call, when the pipe breaks.
 
 Forking is used only where it is safe and pays: on Linux, on the CPU, with one intra-op thread per job (an
@@ -26,19 +27,23 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import torch
+
 from pipeline.runtime import resolve_workers
 from pipeline.tracking import Tracker
-from pipeline.tracking.wire import pack_error, read_frame, unpack_error, write_frame
 
 __all__ = ["Job", "JobDiedError", "RelayTracker", "plan_workers", "run_jobs"]
 
@@ -67,8 +72,6 @@ class Job(Generic[R]):
 def plan_workers(workers: int, n_jobs: int, device: str = "cpu") -> int:
     """How many jobs run at once: ``workers`` (<= 0: one per usable CPU), at most ``n_jobs``; 1 where forking
     is unsafe: not Linux, a device other than the CPU, or more than one intra-op thread in this process."""
-    import torch
-
     if not sys.platform.startswith("linux") or str(device) != "cpu" or torch.get_num_threads() != 1:
         return 1
     return resolve_workers(workers, n_jobs)
@@ -86,21 +89,19 @@ def run_jobs(jobs: Sequence[Job[R]], workers: int = 0, device: str = "cpu") -> l
 def _warm_up() -> None:
     """Do once, before forking, what every job would otherwise do for itself: the first backward pass sets up
     autograd."""
-    import torch
-
     weight = torch.zeros(2, requires_grad=True)
     (weight * weight).sum().backward()
 
 
 class RelayTracker:
     """The :class:`pipeline.tracking.Tracker` a job's child process sees: each call goes to the stage through a
-    pipe, without waiting.  Metric points are sent in batches; every other call sends those first, so the stage
-    receives the calls in the order they were made."""
+    pipe (``connection``), without waiting.  Metric points are sent in batches; every other call sends those
+    first, so the stage receives the calls in the order they were made."""
 
     run_id: str | None = None
 
-    def __init__(self, fd: int, run_id: str | None = None) -> None:
-        self.fd, self.run_id = fd, run_id
+    def __init__(self, connection: Connection, run_id: str | None = None) -> None:
+        self.connection, self.run_id = connection, run_id
         self._points: list[tuple[dict[str, float], int]] = []
         self._sent_at = time.monotonic()
 
@@ -133,18 +134,18 @@ class RelayTracker:
         points, self._points = self._points, []
         self._sent_at = time.monotonic()
         if points:
-            write_frame(self.fd, ("points", points))
+            _send(self.connection, ("points", points))
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
         self.send_points()
-        write_frame(self.fd, ("call", method, args, kwargs))
+        _send(self.connection, ("call", method, args, kwargs))
 
 
 @dataclass
 class _Child:
     index: int
     pid: int
-    fd: int  # the read end of its pipe, in the stage
+    connection: Connection  # the read end of its pipe, in the stage
     tracker: Tracker
 
 
@@ -154,7 +155,7 @@ class _Pool:
     def __init__(self, jobs: Sequence[Job], workers: int) -> None:
         self.jobs, self.workers = jobs, workers
         self.results: dict[int, Any] = {}
-        self.running: dict[int, _Child] = {}  # by read fd
+        self.running: dict[Connection, _Child] = {}  # by read end
 
     def run(self) -> list[Any]:
         waiting = collections.deque(range(len(self.jobs)))
@@ -162,32 +163,30 @@ class _Pool:
             while waiting or self.running:
                 while waiting and len(self.running) < self.workers:
                     self._start(waiting.popleft())
-                for fd in wait(list(self.running)):
-                    self._receive(self.running[fd])
+                for connection in wait(list(self.running)):
+                    self._receive(self.running[connection])
         finally:
             self._stop_all()
         return [self.results[i] for i in range(len(self.jobs))]
 
     def _start(self, index: int) -> None:
         tracker = self.jobs[index].open()
-        read_fd, write_fd = os.pipe()
+        reader, writer = multiprocessing.Pipe(duplex=False)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # the child: never returns
-            os.close(read_fd)
-            for fd in self.running:  # the read ends of earlier children: the stage's alone
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            _child_main(self.jobs[index], write_fd, tracker.run_id)
-        os.close(write_fd)
-        self.running[read_fd] = _Child(index, pid, read_fd, tracker)
+            for connection in (reader, *self.running):  # its read end and earlier children's: the stage's alone
+                connection.close()
+            _child_main(self.jobs[index], writer, tracker.run_id)
+        writer.close()
+        self.running[reader] = _Child(index, pid, reader, tracker)
 
     def _receive(self, child: _Child) -> None:
         job = self.jobs[child.index]
         try:
-            message = read_frame(child.fd)
-        except EOFError:
+            message = pickle.loads(child.connection.recv_bytes())
+        except (EOFError, OSError):  # no message, or half of one: the child is gone
             raise JobDiedError(f"{job.name}: its process ended without a result ({self._reap(child)}); "
                                "if it was killed for lack of memory, set curriculum.workers: 1") from None
         kind = message[0]
@@ -202,7 +201,7 @@ class _Pool:
             self._reap(child)
         else:  # "error"
             self._reap(child)
-            raise unpack_error(message[1])
+            raise message[1]
 
     def _reap(self, child: _Child) -> str:
         """Wait for ``child`` to end; how it ended (exit code or signal)."""
@@ -210,8 +209,8 @@ class _Pool:
         return _describe(os.waitpid(child.pid, 0)[1])
 
     def _forget(self, child: _Child) -> None:
-        del self.running[child.fd]
-        os.close(child.fd)
+        del self.running[child.connection]
+        child.connection.close()
 
     def _stop_all(self) -> None:
         """Stop the children still running (an error or a stop of the stage) and wait for each: SIGTERM (the
@@ -236,21 +235,38 @@ def _describe(status: int) -> str:
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
-def _child_main(job: Job, fd: int, run_id: str | None) -> None:
+def _child_main(job: Job, connection: Connection, run_id: str | None) -> None:
     """Run ``job`` with a relay to the stage and leave by ``os._exit``: the stage's exit handlers, open runs and
     buffered files belong to the stage, not to this copy of it."""
-    code, relay = 0, RelayTracker(fd, run_id)
+    code, relay = 0, RelayTracker(connection, run_id)
     try:
         result = job.run(relay)
         relay.send_points()  # the points logged after the run's last other call
-        write_frame(fd, ("done", result))
+        _send(connection, ("done", result))
     except BaseException as error:  # noqa: BLE001 - every failure goes to the stage, which decides
         code = 1
         with contextlib.suppress(BaseException):
             relay.send_points()
-            write_frame(fd, ("error", pack_error(error)))
+            _send(connection, ("error", _sendable(error)))
     finally:
         with contextlib.suppress(BaseException):
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _send(connection: Connection, message: tuple) -> None:
+    """Send ``message`` pickled by the standard pickler: ``Connection.send`` would use the one torch extends to
+    pass tensors through shared memory, which the stage cannot open once the child has exited."""
+    connection.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+
+def _sendable(error: BaseException) -> BaseException:
+    """``error`` itself when it survives pickling as its own class, else a ``RuntimeError`` that names its class
+    and message and carries the job's traceback as a note."""
+    with contextlib.suppress(Exception):
+        if type(pickle.loads(pickle.dumps(error))) is type(error):
+            return error
+    described = RuntimeError(f"{type(error).__module__}.{type(error).__qualname__}: {error}")
+    described.add_note("in the job's process:\n" + "".join(traceback.format_exception(error)).rstrip())
+    return described

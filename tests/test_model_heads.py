@@ -1,4 +1,5 @@
-"""Task models: the concatenated BRNN, tagger, classifier, conditioned LM and the forget-gate bias."""
+"""The heads over the cells (pipeline.models.heads): the concatenated BRNN, tagger, classifier, conditioned LM
+and the forget-gate bias."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import torch
 from torch import nn
 
 from pipeline.config import ConfigError, ModelConfig
-from pipeline.models import build_task_model
+from pipeline.models import build_head_model
 from pipeline.models.brnn import BidirectionalStack
+from pipeline.models.heads import set_forget_bias
 from pipeline.models.registry import MODEL_REGISTRY
 from pipeline.models.sampling import sample
-from pipeline.models.tasks import set_forget_bias
 
 VOCAB = 11
 CELLS = list(MODEL_REGISTRY)
@@ -58,7 +59,7 @@ def test_a_unidirectional_tagger_never_sees_the_future_and_a_bidirectional_one_d
     changed[:, 6] = (changed[:, 6] - 3 + 1) % (VOCAB - 3) + 3  # a different real token at t = 6
     for direction, sees_future in (("uni", False), ("bi", True)):
         torch.manual_seed(2)
-        tagger = build_task_model("tagger", _cfg(cell, direction), VOCAB, 3).eval()
+        tagger = build_head_model("tagger", _cfg(cell, direction), VOCAB, 3).eval()
         before, after = tagger(ids), tagger(changed)
         assert before.shape == (3, 9, 3)
         assert torch.equal(before[:, :6], after[:, :6]) != sees_future
@@ -69,7 +70,7 @@ def test_a_unidirectional_tagger_never_sees_the_future_and_a_bidirectional_one_d
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "lstm_peephole"])
 def test_a_classifier_reads_each_row_up_to_its_length(cell, direction):
     torch.manual_seed(3)
-    classifier = build_task_model("classifier", _cfg(cell, direction, layers=2), VOCAB, 4).eval()
+    classifier = build_head_model("classifier", _cfg(cell, direction, layers=2), VOCAB, 4).eval()
     ids = _ids(2, 8)
     padded = ids.clone()
     padded[0, 5:] = 0  # row 0 is 5 tokens long, then <pad>
@@ -82,7 +83,7 @@ def test_a_classifier_reads_each_row_up_to_its_length(cell, direction):
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "gru_minimal", "lstm_peephole"])
 def test_the_condition_sets_the_initial_state(cell):
     torch.manual_seed(4)
-    lm = build_task_model("conditioned_lm", _cfg(cell, layers=2), VOCAB, 3).eval()
+    lm = build_head_model("conditioned_lm", _cfg(cell, layers=2), VOCAB, 3).eval()
     ids = _ids(2, 5)
     state = lm.condition_state(torch.tensor([0, 2]))
     parts = state if isinstance(state, tuple) else (state,)
@@ -96,7 +97,7 @@ def test_the_condition_sets_the_initial_state(cell):
 
 def test_a_fixed_condition_samples_reproducibly_and_differs_by_condition():
     torch.manual_seed(5)
-    lm = build_task_model("conditioned_lm", _cfg("lstm", hidden_size=16), VOCAB, 2)
+    lm = build_head_model("conditioned_lm", _cfg("lstm", hidden_size=16), VOCAB, 2)
     with torch.no_grad():
         lm.condition.weight.mul_(40)  # make the two styles far apart
     one = sample(lm.conditioned(1), n=4, max_length=12, seed=7, eos_id=None, prime=[2])
@@ -106,19 +107,19 @@ def test_a_fixed_condition_samples_reproducibly_and_differs_by_condition():
         lm.conditioned(2)
 
 
-def test_build_task_model_names_what_is_wrong():
+def test_build_head_model_names_what_is_wrong():
     with pytest.raises(ConfigError, match=r"model.cell: unknown cell 'transformer' \(valid: rnn, gru, lstm"):
-        build_task_model("tagger", _cfg("transformer"), VOCAB, 2)
+        build_head_model("tagger", _cfg("transformer"), VOCAB, 2)
     with pytest.raises(ConfigError, match="a conditioned LM generates, so it must be 'uni'"):
-        build_task_model("conditioned_lm", _cfg(direction="bi"), VOCAB, 2)
+        build_head_model("conditioned_lm", _cfg(direction="bi"), VOCAB, 2)
     with pytest.raises(ValueError, match="choose tagger, classifier, conditioned_lm"):
-        build_task_model("parser", _cfg(), VOCAB, 2)
+        build_head_model("parser", _cfg(), VOCAB, 2)
 
 
 @pytest.mark.parametrize(("cell", "direction", "layers"), [("lstm", "uni", 2), ("lstm", "bi", 2), ("lstm_peephole", "uni", 1),
                                                           ("gru", "uni", 1)])
 def test_forget_bias_is_set_on_every_lstm_layer(cell, direction, layers):
-    model = build_task_model("classifier", _cfg(cell, direction, layers), VOCAB, 2)
+    model = build_head_model("classifier", _cfg(cell, direction, layers), VOCAB, 2)
     expected = 0 if cell == "gru" else layers * (2 if direction == "bi" else 1)
     assert set_forget_bias(model, 1.5) == expected
     for module in model.modules():

@@ -1,7 +1,7 @@
-"""Deep RNNs: the same LM with 1, 2, 3 stacked layers, trained by :func:`pipeline.training.fit` with one budget.
+"""Deep RNNs: the same LM with 1, 2, 3 stacked layers, trained by :func:`pipeline.training.loop.fit` with one budget.
 
 Layer l reads layer l-1's activations a[l-1]<t> at the same step t; only the top layer feeds the softmax.
-Every depth gets the ``train`` section's shared settings with ``curriculum.depth.overrides`` applied, so the
+Every depth gets the shared ``train.defaults`` with ``curriculum.depth.overrides`` applied, so the
 same number of optimizer steps (``max_steps``), batch size and window: the same data.  The wall-clock time
 each depth took is reported next to its loss (a deeper stack costs more per step).
 """
@@ -18,19 +18,14 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import DepthConfig, ModelConfig, TrainSettings
+from pipeline.curriculum import plots
+from pipeline.curriculum.outputs import write_csv, write_metrics
+from pipeline.curriculum.parallel import Job, plan_workers, run_jobs
 from pipeline.models import build_model
+from pipeline.run_folder import RunFolder
 from pipeline.runtime import set_seed
-from pipeline.tasks import plots
-from pipeline.tasks.outputs import write_csv, write_metrics
-from pipeline.tasks.parallel import Job, plan_workers, run_jobs
 from pipeline.tracking import Tracker
-from pipeline.training import fit, output_path
-
-
-def depth_settings(shared: TrainSettings, cfg: DepthConfig) -> TrainSettings:
-    """The shared training settings with the depth runs' overrides applied."""
-    base = {f.name: getattr(shared, f.name) for f in dataclasses.fields(TrainSettings)}
-    return TrainSettings(**{**base, **cfg.overrides})
+from pipeline.training.loop import fit
 
 
 @dataclasses.dataclass
@@ -44,7 +39,7 @@ def run_depth(cfg: DepthConfig, settings: TrainSettings, vocab_size: int, train_
               device: str = "cpu", workers: int = 1) -> DepthResult:
     """Train one LM per depth into ``out_dir/layers_<n>/``; ``open_tracker(run_name, params)`` gives its run
     (``device``: ``settings.device`` resolved).
-    Up to ``workers`` depths train at once (:func:`pipeline.tasks.parallel.run_jobs`; 0: one per CPU), the
+    Up to ``workers`` depths train at once (:func:`pipeline.curriculum.parallel.run_jobs`; 0: one per CPU), the
     deepest first, with the same figures; ``train_seconds`` is each depth's own training time either way."""
     layers_in_order = sorted(cfg.layers, reverse=True)  # the longest first: no core waits at the end
     side_by_side = plan_workers(workers, len(cfg.layers), device) > 1
@@ -66,7 +61,7 @@ def run_depth(cfg: DepthConfig, settings: TrainSettings, vocab_size: int, train_
         if "val_bpc" in m:
             metrics[name]["val_bpc"] = m["val_bpc"]
         per_step = m["train_seconds"] / max(m["steps"], 1)
-        for row in _read_rows(output_path(out_dir / name, "epochs")):
+        for row in _read_rows(RunFolder(out_dir / name).epochs):
             curves.append({"layers": layers, "step": int(row["step"]), "seconds": round(int(row["step"]) * per_step, 3),
                            "train_loss": float(row["train_loss"]), "val_loss": float(row["val_loss"])})
     return DepthResult(metrics, curves)

@@ -24,14 +24,15 @@ import torch.nn.functional as F
 
 from pipeline import files
 from pipeline.config import TaggingConfig
+from pipeline.curriculum import plots
+from pipeline.curriculum.batches import in_chunks
+from pipeline.curriculum.metrics import binary_scores, label_nll
+from pipeline.curriculum.outputs import ExperimentRuns, write_csv, write_metrics
+from pipeline.curriculum.parallel import Job, run_jobs
 from pipeline.errors import UserError
-from pipeline.models import build_task_model
+from pipeline.figures import perplexity
+from pipeline.models import build_head_model
 from pipeline.runtime import set_seed
-from pipeline.tasks import plots
-from pipeline.tasks.batches import in_chunks
-from pipeline.tasks.metrics import binary_scores, label_nll, perplexity
-from pipeline.tasks.outputs import TaskRuns, write_csv, write_metrics
-from pipeline.tasks.parallel import Job, run_jobs
 from pipeline.tracking import Tracker
 from pipeline.training.supervised import train_supervised
 from pipeline.vocab import EOS_ID, Vocabulary
@@ -96,7 +97,7 @@ def evaluate_tagger(model: torch.nn.Module, chars: torch.Tensor, tags: torch.Ten
         nll, count = nll + total, count + n
         predicted.append(logits.argmax(-1).reshape(-1))
     scores = binary_scores(torch.cat(predicted).numpy(), tags.reshape(-1).numpy())
-    return {**scores, "tag_perplexity": perplexity(nll, count)}
+    return {**scores, "tag_perplexity": perplexity(nll / max(count, 1))}
 
 
 @dataclasses.dataclass
@@ -106,10 +107,10 @@ class TaggingResult:
     examples: dict[str, str]  # "input" / "truth" / direction -> restored text
 
 
-def run_tagging(cfg: TaggingConfig, vocab: Vocabulary, splits: dict[str, np.ndarray], runs: TaskRuns,
+def run_tagging(cfg: TaggingConfig, vocab: Vocabulary, splits: dict[str, np.ndarray], runs: ExperimentRuns,
                 device: str = "cpu", workers: int = 1) -> TaggingResult:
     """Train one tagger per direction with the same budget; score them on the test split.  Up to ``workers``
-    train at once (:func:`pipeline.tasks.parallel.run_jobs`; 0: one per CPU): the same figures."""
+    train at once (:func:`pipeline.curriculum.parallel.run_jobs`; 0: one per CPU): the same figures."""
     data = {name: remove_spaces(ids, vocab) for name, ids in splits.items()}
     scored = windows(*data["val"], cfg.window), windows(*data["test"], cfg.window)  # raise before any run opens
     require_training_window(data["train"][0], cfg.window)
@@ -127,7 +128,7 @@ def run_tagging(cfg: TaggingConfig, vocab: Vocabulary, splits: dict[str, np.ndar
     return TaggingResult(metrics, history, examples)
 
 
-def _open(cfg: TaggingConfig, direction: str, runs: TaskRuns) -> Tracker:
+def _open(cfg: TaggingConfig, direction: str, runs: ExperimentRuns) -> Tracker:
     return runs.open(direction, {"tagging": cfg, "model": dataclasses.replace(cfg.model, direction=direction)},
                      {"direction": direction})
 
@@ -141,7 +142,7 @@ def _train_direction(cfg: TaggingConfig, direction: str, vocab: Vocabulary, trai
     val, test = scored
     model_cfg = dataclasses.replace(cfg.model, direction=direction)
     set_seed(cfg.train.seed)
-    model = build_task_model("tagger", model_cfg, len(vocab), 2)
+    model = build_head_model("tagger", model_cfg, len(vocab), 2)
     draw = random_windows(*train, cfg.window, cfg.train.batch_size, cfg.train.seed)
     result = train_supervised(model, draw, _loss, cfg.train, device=device, tracker=tracker,
                               evaluate=lambda m: evaluate_tagger(m, *_to(val, device)))

@@ -1,5 +1,5 @@
-"""A task's trainings side by side (pipeline.tasks.parallel): same results and tracking as one by one, and every
-failure (an error, a killed child, a stopped or killed stage) ends with no child left training.
+"""An experiment's trainings side by side (pipeline.curriculum.parallel): same results and tracking as one by one,
+and every failure (an error, a killed child, a stopped or killed stage) ends with no child left training.
 
 Real forked processes throughout; the stage-level test trains real (tiny) models into a real MLflow store.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.tasks.parallel import Job, JobDiedError, plan_workers, run_jobs
+from pipeline.curriculum.parallel import Job, JobDiedError, plan_workers, run_jobs
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="children are forked on Linux only")
@@ -150,9 +150,26 @@ def test_a_job_error_is_raised_as_itself_after_the_other_children_are_stopped(on
     assert opened[1].calls == [("log_metrics", ({"loss": 2.0},), {"step": 1})]  # its points before the error
 
 
+class _Unloadable(Exception):
+    """An error whose pickle cannot be loaded again (a required keyword-only argument)."""
+
+    def __init__(self, *, where: str) -> None:
+        super().__init__(f"broken at {where}")
+
+
+def test_a_job_error_that_cannot_cross_the_pipe_is_described_with_its_class_and_traceback(one_thread):
+    def failing(tracker):
+        raise _Unloadable(where="step 3")
+
+    with pytest.raises(RuntimeError, match=r"test_curriculum_parallel\._Unloadable: broken at step 3") as raised:
+        run_jobs([Job("ok", Recording, lambda t: 1), Job("failing", Recording, failing)], workers=2)
+    note = raised.value.__notes__[0]
+    assert note.startswith("in the job's process:") and 'raise _Unloadable(where="step 3")' in note
+
+
 @pytest.mark.timeout(120)
 def test_a_child_that_ignores_sigterm_is_killed(one_thread, tmp_path, monkeypatch):
-    import pipeline.tasks.parallel as parallel
+    import pipeline.curriculum.parallel as parallel
 
     monkeypatch.setattr(parallel, "STOP_SECONDS", 0.2)
 
@@ -183,7 +200,7 @@ import os, sys, time
 import torch
 from pipeline.process import install_stop_signals
 from pipeline.errors import Terminated
-from pipeline.tasks.parallel import Job, run_jobs
+from pipeline.curriculum.parallel import Job, run_jobs
 from pathlib import Path
 
 torch.set_num_threads(1)

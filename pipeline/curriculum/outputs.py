@@ -1,8 +1,8 @@
-"""Device, tracked runs and written outputs of a task stage: one metrics dict feeds DVC (JSON/CSV) and MLflow.
+"""Device, tracked runs and written outputs of a curriculum stage: one metrics dict feeds DVC (JSON/CSV) and MLflow.
 
-:class:`TaskRuns` opens one tracking run per trained model of a task (experiment = the task's name,
-run = the model's name) and keeps them open until the task's figures exist, so that every run holds the
-comparison plot it is part of.  Leaving the ``with`` block by an exception marks every open run FAILED
+:class:`ExperimentRuns` opens one tracking run per trained model of an experiment (MLflow experiment = the stage's
+name, run = the model's name) and keeps them open until the experiment's figures exist, so that every run holds
+the comparison plot it is part of.  Leaving the ``with`` block by an exception marks every open run FAILED
 (KILLED for Ctrl-C or SIGTERM) with the reason; otherwise FINISHED: the rule of
 :mod:`pipeline.tracking.lifecycle`, which every stage follows.
 """
@@ -18,19 +18,19 @@ from pipeline.config import flatten, to_plain
 from pipeline.tracking import Tracker
 from pipeline.training.outputs import write_csv
 
-__all__ = ["TaskRuns", "numbers", "prepare", "write_csv", "write_metrics"]
+__all__ = ["ExperimentRuns", "numbers", "prepare", "write_csv", "write_metrics"]
 
 
 def prepare(device: str, threads: int) -> str:
-    """Set the thread count (0: torch's default) and return the resolved device of a task stage."""
+    """Set the thread count (0: torch's default) and return the resolved device of a curriculum stage."""
     from pipeline.runtime import resolve_device, set_threads
 
     set_threads(threads or None)
     return resolve_device(device)
 
 
-class TaskRuns:
-    """The tracking runs of one task stage; ``kind`` is ``mlflow`` or ``none``."""
+class ExperimentRuns:
+    """The tracking runs of one curriculum stage; ``kind`` is ``mlflow`` or ``none``."""
 
     def __init__(self, kind: str, experiment: str, *, data_files: Sequence[str | Path] = (), device: str = "cpu",
                  root: str | Path = ".") -> None:
@@ -64,7 +64,7 @@ class TaskRuns:
         for tracker in trackers:
             end_run(tracker, error)
 
-    def __enter__(self) -> TaskRuns:
+    def __enter__(self) -> ExperimentRuns:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:

@@ -21,13 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.config import LangIdConfig
+from pipeline.curriculum import plots
+from pipeline.curriculum.batches import RandomBatches, in_chunks, pad_rows
+from pipeline.curriculum.metrics import argmax, confusion, label_nll
+from pipeline.curriculum.outputs import ExperimentRuns, write_csv, write_metrics
 from pipeline.errors import UserError
-from pipeline.models import build_task_model
+from pipeline.figures import perplexity
+from pipeline.models import build_head_model
 from pipeline.runtime import set_seed
-from pipeline.tasks import plots
-from pipeline.tasks.batches import RandomBatches, in_chunks, pad_rows
-from pipeline.tasks.metrics import argmax, confusion, label_nll, perplexity
-from pipeline.tasks.outputs import TaskRuns, write_csv, write_metrics
 from pipeline.training.supervised import train_supervised
 from pipeline.vocab import Vocabulary
 
@@ -73,7 +74,7 @@ def evaluate_classifier(model: torch.nn.Module, data: tuple[torch.Tensor, ...], 
         predicted.append(argmax(logits))
     predicted = np.concatenate(predicted)
     actual = data[2].cpu().numpy()
-    return {"accuracy": float((predicted == actual).mean()), "label_perplexity": perplexity(nll, len(actual)),
+    return {"accuracy": float((predicted == actual).mean()), "label_perplexity": perplexity(nll / max(len(actual), 1)),
             "confusion": confusion(predicted, actual, classes)}
 
 
@@ -85,7 +86,7 @@ class LangIdResult:
     vocab_size: int
 
 
-def run_langid(cfg: LangIdConfig, raw: Path, runs: TaskRuns, device: str = "cpu") -> LangIdResult:
+def run_langid(cfg: LangIdConfig, raw: Path, runs: ExperimentRuns, device: str = "cpu") -> LangIdResult:
     splits = split_languages(cfg, raw)
     counts = Counter(char for line, _ in splits["train"] for char in line)
     vocab = Vocabulary.build(counts, min_freq=2, meta={"kind": "text", "level": "char"})
@@ -93,7 +94,7 @@ def run_langid(cfg: LangIdConfig, raw: Path, runs: TaskRuns, device: str = "cpu"
     classes = len(cfg.languages)
     tracker = runs.open(cfg.model.cell, {"langid": cfg}, {"cell": cfg.model.cell})
     set_seed(cfg.train.seed)
-    model = build_task_model("classifier", cfg.model, len(vocab), classes)
+    model = build_head_model("classifier", cfg.model, len(vocab), classes)
     draw = RandomBatches(data["train"], cfg.train.batch_size, cfg.train.seed, lengths=1)
 
     def evaluate(m):

@@ -1,4 +1,4 @@
-"""Padded rows and seeded random batches: what every task feeds its model."""
+"""Padded rows and seeded random batches: what every experiment feeds its model."""
 
 from __future__ import annotations
 

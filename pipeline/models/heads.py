@@ -1,5 +1,5 @@
-"""Task models over the same cells: a tagger (many-to-many, Tx = Ty), a classifier (many-to-one) and a
-conditioned LM (one-to-many).  All are batch-first over ids (B, T) with optional ``lengths`` (B,).
+"""Heads over the same cells, one model kind each: a tagger (many-to-many, Tx = Ty), a classifier (many-to-one)
+and a conditioned LM (one-to-many).  All are batch-first over ids (B, T) with optional ``lengths`` (B,).
 
 * :class:`SequenceTagger` ``forward(ids, lengths) -> logits (B, T, C)``, one label per input position.
 * :class:`SequenceClassifier` ``forward(ids, lengths) -> logits (B, C)``, from the state after the last real token.
@@ -9,7 +9,7 @@ conditioned LM (one-to-many).  All are batch-first over ids (B, T) with optional
 
 For the tagger and the classifier, ``direction: bi`` means the standard concatenated BRNN
 (:class:`pipeline.models.brnn.BidirectionalStack`): they label given input, so seeing both sides is the point.
-``build_task_model(kind, cfg, vocab_size, num_outputs)`` builds one; ``TASK_MODELS`` names the kinds.
+``build_head_model(kind, cfg, vocab_size, num_outputs)`` builds one; ``HEAD_MODELS`` names the kinds.
 """
 
 from __future__ import annotations
@@ -160,19 +160,19 @@ def set_forget_bias(model: nn.Module, value: float) -> int:
     return layers
 
 
-#: task kind -> model class; every class takes (cfg, vocab_size, num_outputs, stack builder).
-TASK_MODELS: dict[str, type[nn.Module]] = {
+#: head kind -> model class; every class takes (cfg, vocab_size, num_outputs, stack builder).
+HEAD_MODELS: dict[str, type[nn.Module]] = {
     "tagger": SequenceTagger,
     "classifier": SequenceClassifier,
     "conditioned_lm": ConditionedLM,
 }
 
 
-def build_task_model(kind: str, cfg: ModelConfig, vocab_size: int, num_outputs: int, where: str = "model") -> nn.Module:
-    """Build a task model; ``num_outputs`` is the number of classes, or of conditions for ``conditioned_lm``."""
-    model_class = TASK_MODELS.get(kind)
+def build_head_model(kind: str, cfg: ModelConfig, vocab_size: int, num_outputs: int, where: str = "model") -> nn.Module:
+    """Build the model of head ``kind``; ``num_outputs`` is the number of classes, or of conditions for ``conditioned_lm``."""
+    model_class = HEAD_MODELS.get(kind)
     if model_class is None:
-        raise ValueError(f"task model {kind!r} is not valid (choose {', '.join(TASK_MODELS)})")
+        raise ValueError(f"model head {kind!r} is not valid (choose {', '.join(HEAD_MODELS)})")
     builder = MODEL_REGISTRY.get(cfg.cell)
     if builder is None:
         raise ConfigError(f"{where}.cell: unknown cell {cfg.cell!r} (valid: {', '.join(MODEL_REGISTRY)})")

@@ -1,4 +1,5 @@
-"""Scoring a model on held-out ids with the training objective (:mod:`pipeline.models.objective`).
+"""Held-out NLL of a model on one id array, by the training objective (:mod:`.objective`): the measure that
+validation during training and the evaluate stage share.
 
 * :func:`evaluate_split`: mean NLL per predicted token, perplexity and bits per token over a whole split.
   Streams are evaluated with the state carried across windows, so every token is scored with all the

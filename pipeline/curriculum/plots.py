@@ -1,4 +1,4 @@
-"""The curriculum's figures (the only module of pipeline.tasks that imports matplotlib)."""
+"""The curriculum's plots (the only module of pipeline.curriculum that imports matplotlib)."""
 
 from __future__ import annotations
 

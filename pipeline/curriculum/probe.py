@@ -29,12 +29,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.config import ProbeConfig
+from pipeline.curriculum import plots
+from pipeline.curriculum.outputs import write_csv, write_metrics
 from pipeline.errors import UserError
 from pipeline.models import SequenceModel, build_model
 from pipeline.models.checkpoint import load_checkpoint, model_from_checkpoint
+from pipeline.run_folder import RunFolder
 from pipeline.runtime import set_seed
-from pipeline.tasks import plots
-from pipeline.tasks.outputs import write_csv, write_metrics
 
 
 class ProbeInputError(UserError, FileNotFoundError):
@@ -88,7 +89,7 @@ def run_gradient_probe(cfg: ProbeConfig, ids: np.ndarray, models_dir: Path) -> P
     windows = probe_windows(ids, cfg.window, cfg.windows, cfg.seed)
     rows, metrics = [], {}
     for variant in cfg.variants:
-        for state, model in trained_and_fresh(models_dir / variant / "model.pt", cfg.seed).items():
+        for state, model in trained_and_fresh(RunFolder(models_dir / variant).model, cfg.seed).items():
             norms = gradient_by_distance(model, windows)
             cell = model.config.cell
             rows += [{"distance": d, "cell": cell, "variant": variant, "state": state, "grad_norm": float(n)}

@@ -1,8 +1,9 @@
-"""Figures the tasks report: accuracy, precision/recall/F1 of one class, perplexity of labels, confusion."""
+"""Figures the experiments report: accuracy, precision/recall/F1 of one class, the NLL of labels, confusion.
+
+The perplexity of labels (how many classes the model is "choosing between" on average) is
+:func:`pipeline.figures.perplexity` of their mean NLL (:func:`label_nll`)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -14,12 +15,6 @@ def label_nll(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> tuple
     """Summed NLL (nats) of ``labels`` (N,) under ``logits`` (N, C), and how many labels counted."""
     total = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="sum")
     return float(total), int((labels != ignore_index).sum())
-
-
-def perplexity(nll_sum: float, count: int) -> float:
-    """exp(mean NLL): for labels, how many classes the model is "choosing between" on average."""
-    mean = nll_sum / max(count, 1)
-    return math.exp(mean) if mean < 700 else math.inf
 
 
 def binary_scores(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:

@@ -28,13 +28,13 @@ import torch.nn.functional as F
 
 from pipeline import files
 from pipeline.config import AgreementConfig, ModelConfig
-from pipeline.models import build_task_model
-from pipeline.models.tasks import set_forget_bias
+from pipeline.curriculum import plots
+from pipeline.curriculum.batches import in_chunks, pad_rows
+from pipeline.curriculum.outputs import ExperimentRuns, write_csv, write_metrics
+from pipeline.curriculum.parallel import Job, run_jobs
+from pipeline.models import build_head_model
+from pipeline.models.heads import set_forget_bias
 from pipeline.runtime import set_seed
-from pipeline.tasks import plots
-from pipeline.tasks.batches import in_chunks, pad_rows
-from pipeline.tasks.outputs import TaskRuns, write_csv, write_metrics
-from pipeline.tasks.parallel import Job, run_jobs
 from pipeline.tracking import Tracker
 from pipeline.training.supervised import train_supervised
 from pipeline.vocab import SPECIALS
@@ -94,9 +94,9 @@ class AgreementResult:
     examples: list[str]
 
 
-def run_agreement(cfg: AgreementConfig, runs: TaskRuns, device: str = "cpu", workers: int = 1) -> AgreementResult:
+def run_agreement(cfg: AgreementConfig, runs: ExperimentRuns, device: str = "cpu", workers: int = 1) -> AgreementResult:
     """Train one classifier per (cell, distance); one tracked run each, named ``<cell>-d<distance>``.  Up to
-    ``workers`` train at once (:func:`pipeline.tasks.parallel.run_jobs`; 0: one per CPU): the same figures."""
+    ``workers`` train at once (:func:`pipeline.curriculum.parallel.run_jobs`; 0: one per CPU): the same figures."""
     pairs = [(cell, distance) for cell in cfg.cells for distance in cfg.distances]
     # the longest first (the cells' costs differ less than the distances'), so that no core waits at the end
     longest_first = sorted(pairs, key=lambda pair: -pair[1])
@@ -114,7 +114,7 @@ def _model_config(cfg: AgreementConfig, cell: str) -> ModelConfig:
     return ModelConfig(cell=cell, embedding_size=cfg.embedding_size, hidden_size=cfg.hidden_size)
 
 
-def _open(cfg: AgreementConfig, cell: str, distance: int, runs: TaskRuns) -> Tracker:
+def _open(cfg: AgreementConfig, cell: str, distance: int, runs: ExperimentRuns) -> Tracker:
     return runs.open(f"{cell}-d{distance:03d}", {"agreement": cfg, "model": _model_config(cfg, cell),
                                                  "distance": distance}, {"cell": cell, "distance": str(distance)})
 
@@ -122,7 +122,7 @@ def _open(cfg: AgreementConfig, cell: str, distance: int, runs: TaskRuns) -> Tra
 def _one(cfg: AgreementConfig, cell: str, distance: int, tracker: Tracker, device: str) -> dict[str, Any]:
     model_cfg = _model_config(cfg, cell)
     set_seed(cfg.train.seed)
-    model = build_task_model("classifier", model_cfg, len(TOKENS), len(LABELS))
+    model = build_head_model("classifier", model_cfg, len(TOKENS), len(LABELS))
     if cfg.forget_bias:
         set_forget_bias(model, cfg.forget_bias)
     rows, labels = make_examples(np.full(cfg.eval_examples, distance), cfg.attractor_rate,
