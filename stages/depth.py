@@ -26,7 +26,7 @@ def run(params: Params, data: str, out: str) -> int:
     settings = apply_overrides(params.train.defaults, cfg.overrides, f"{params.path}: curriculum.depth.overrides")
     data_dir = Path(data)
     vocab = Vocabulary.load(data_dir / "vocab.json")
-    splits = {s: read_tokens(data_dir / f"{s}.npy") for s in ("train", "val")}
+    splits = {s: read_tokens(data_dir / f"{s}.npy", len(vocab)) for s in ("train", "val")}
     set_threads(settings.threads or None)  # as fit will: with one thread the depths may train side by side
     device = resolve_device(settings.device)
     with ExperimentRuns(settings.tracking, f"depth-{cfg.dataset}", device=device,

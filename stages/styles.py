@@ -24,9 +24,9 @@ def run(params: Params, tokens: str, out: str) -> int:
     cur, cfg = params.curriculum, params.curriculum.styles
     device = prepare(cur.device, cur.threads)
     folders = {name: Path(tokens) / name for name in cfg.datasets}
-    datasets = {name: (Vocabulary.load(folder / "vocab.json"),
-                       {s: files.read_tokens(folder / f"{s}.npy") for s in ("train", "val")})
-                for name, folder in folders.items()}
+    vocabs = {name: Vocabulary.load(folder / "vocab.json") for name, folder in folders.items()}
+    datasets = {name: (vocab, {s: files.read_tokens(folders[name] / f"{s}.npy", len(vocab)) for s in ("train", "val")})
+                for name, vocab in vocabs.items()}
     data_files = [folder / f for folder in folders.values() for f in ("vocab.json", "train.npy", "val.npy")]
     with ExperimentRuns(cur.tracking, "styles", data_files=data_files, device=device) as runs:
         result = run_styles(cfg, datasets, runs, device)

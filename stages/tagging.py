@@ -26,7 +26,7 @@ def run(params: Params, data: str, out: str) -> int:
     vocab = Vocabulary.load(data_dir / "vocab.json")
     files = {split: data_dir / f"{split}.npy" for split in ("train", "val", "test")}
     with ExperimentRuns(cur.tracking, "tagging", data_files=[data_dir / "vocab.json", *files.values()], device=device) as runs:
-        result = run_tagging(cur.tagging, vocab, {s: read_tokens(p) for s, p in files.items()}, runs, device,
+        result = run_tagging(cur.tagging, vocab, {s: read_tokens(p, len(vocab)) for s, p in files.items()}, runs, device,
                              workers=cur.workers)
         runs.log_artifacts(write_tagging(Path(out), result))
     print_summary("tagging", {direction: f"test F1 {m['test_f1']:.3f}, tag perplexity {m['test_tag_perplexity']:.3f} "

@@ -226,6 +226,6 @@ def test_the_baseline_stage_refuses_ids_outside_the_vocabulary_in_one_line(tmp_p
     (tmp_path / "params.yaml").write_text("evaluate: {device: cpu, baselines: {toy: {order: 3}}}\n")
     assert baseline_stage.main(["--name", "toy", "--data", "data", "--metrics", "metrics/toy/ngram.json"]) == 2
     err = capsys.readouterr().err
-    assert "token id 65 is outside the vocabulary (ids 0..9)" in err and "dvc repro" in err
+    assert "data/train.npy: token id 65 at position 3 is outside the vocabulary (ids 0..9)" in err and "dvc repro" in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "metrics/toy/ngram.json").exists()

@@ -49,7 +49,7 @@ def evaluate_baseline(ngram: NgramConfig, cfg: EvaluateConfig, data_dir: Path, s
     """Fit the n-gram on ``data_dir/train.npy``, score val and test, and with ``samples`` draw and judge its samples
     there (the folder replaced as a whole).  Both splits' figures are tracked: no training run holds them."""
     vocab = Vocabulary.load(data_dir / "vocab.json")
-    splits = {s: files.read_tokens(data_dir / f"{s}.npy") for s in ("train", "val", "test")}
+    splits = {s: files.read_tokens(data_dir / f"{s}.npy", len(vocab)) for s in ("train", "val", "test")}
     lm, values = fit_baseline(ngram, len(vocab), splits["train"])
     char_level = vocab.meta.get("level") == "char"
     for split in ("val", "test"):
