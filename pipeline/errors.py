@@ -6,6 +6,11 @@ says what to do; entry points print it without a traceback and exit non-zero.
 
 from __future__ import annotations
 
+import errno
+
+#: The errno values of a write that found no room: a full disk, a file size limit (ulimit -f), a quota.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
 
 class UserError(Exception):
     """A problem the user can fix (bad params, bad input file, no network, ...)."""
@@ -37,3 +42,15 @@ class Terminated(KeyboardInterrupt):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line for an operating-system error: the file, the cause (``strerror``), and what to do where that is
+    clear (a full disk or file size limit, missing permissions)."""
+    where = f"{e.filename}: " if e.filename is not None else ""
+    cause = first_line(e)
+    if e.errno in DISK_FULL:
+        return f"{where}{cause}: the disk is full or a file size limit (ulimit -f) was reached; free space and rerun"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{where}{cause}: check the folder's permissions, or choose another output path"
+    return f"{where}{cause}"

@@ -7,7 +7,6 @@ Every writer goes through a temporary file in the destination folder followed by
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -19,10 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import UserError
-
-#: The errno values of a write that found no room: a full disk, a file size limit (ulimit -f), a quota.
-_DISK_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+from pipeline.errors import DISK_FULL, UserError
 
 
 @contextlib.contextmanager
@@ -72,7 +68,7 @@ def _in_place(error: OSError, tmp: Path, path: Path) -> OSError:
     same file under ``path``; a full disk on a write that named no file (an open file's) names ``path``."""
     if error.filename is not None and (Path(error.filename) == tmp or tmp in Path(error.filename).parents):
         return named_os_error(error, path / Path(error.filename).relative_to(tmp))
-    return named_os_error(error, path) if error.filename is None and error.errno in _DISK_FULL else error
+    return named_os_error(error, path) if error.filename is None and error.errno in DISK_FULL else error
 
 
 class OutputPathError(UserError):

@@ -51,8 +51,8 @@ def train_variant(params: Params, name: str, data_dir: str | Path, out_dir: str 
     ctx = distributed.init_from_env(settings.device)  # a no-op unless started by torchrun
     folder = RunFolder(out_dir)
     with folder.exclusive() if ctx.is_main else contextlib.nullcontext():
-        start = _prepare(params, name, Path(data_dir), folder, resume, ctx.is_main)
-        result = _train(params, name, start, device, ctx.is_main)
+        start = _prepare(params, name, settings, Path(data_dir), folder, resume, ctx.is_main)
+        result = _train(params, name, settings, start, device, ctx.is_main)
         if ctx.is_main:
             start.work.prune()  # the run ended FINISHED: nothing left to resume
     distributed.barrier()  # every rank leaves once rank 0 has written the outputs
@@ -70,9 +70,10 @@ class _Start:
     inputs: list[Path]  # vocab.json, train.npy, val.npy
 
 
-def _prepare(params: Params, name: str, data_dir: Path, folder: RunFolder, resume: str, main: bool) -> _Start:
+def _prepare(params: Params, name: str, settings: TrainSettings, data_dir: Path, folder: RunFolder, resume: str,
+             main: bool) -> _Start:
     """Read and check the data, build the model and its trainer, plan the resume: nothing is written yet."""
-    settings, cfg = params.train.settings_for(name), params.train.runs[name]
+    cfg = params.train.runs[name]
     inputs = [data_dir / f for f in ("vocab.json", "train.npy", "val.npy")]
     vocab = Vocabulary.load(inputs[0])
     train_ids, val_ids = (files.read_tokens(path, len(vocab)) for path in inputs[1:])
@@ -94,9 +95,9 @@ def _prepare(params: Params, name: str, data_dir: Path, folder: RunFolder, resum
     return _Start(trainer, work, plan, inputs)
 
 
-def _train(params: Params, name: str, start: _Start, device: str, main: bool) -> FitResult:
+def _train(params: Params, name: str, settings: TrainSettings, start: _Start, device: str, main: bool) -> FitResult:
     """Open the tracking run (the last check), then clear, train and hand the finished run's files over."""
-    settings, cfg = params.train.settings_for(name), params.train.runs[name]
+    cfg = params.train.runs[name]
     plan, inputs = start.plan, start.inputs
     tags = run_tags(Path.cwd(), inputs, device,
                     {"seqlab_run": name, "dataset": cfg.dataset, "variant": cfg.variant, "cell": cfg.model.cell})

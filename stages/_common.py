@@ -21,17 +21,14 @@ leaves the body has already ended its runs FAILED or KILLED, wherever the store 
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipeline.config import load_params
-from pipeline.errors import SeqlabWarning, Terminated, UserError, first_line
+from pipeline.errors import SeqlabWarning, Terminated, UserError, describe_os_error
 from pipeline.process import exit_now, install_stop_signals, started_as, watch_starter
-
-_FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
 
 def option(*flags: str, **kwargs: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
@@ -96,18 +93,6 @@ def run_main(body: Callable[[], int | None], stop_note: str = "") -> int:
         stop_watching()
         warnings.showwarning = previous_show
         restore()
-
-
-def describe_os_error(e: OSError) -> str:
-    """One line for an operating-system error: the file, the cause, and what to do for a full disk."""
-    where = e.filename if e.filename is not None else ""
-    where = f"{where}: " if where else ""
-    cause = first_line(e)
-    if e.errno in _FULL:
-        return f"{where}{cause}: the disk is full or a file size limit (ulimit -f) was reached; free space and rerun"
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"{where}{cause}: check the folder's permissions, or choose another output path"
-    return f"{where}{cause}"
 
 
 def _error(message: str) -> None:

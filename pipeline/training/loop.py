@@ -86,7 +86,7 @@ class Trainer:
                  out_dir: Path, decode_samples: SampleDecoder | None = None, char_level: bool = False,
                  fingerprint: Mapping[str, str] | None = None, clock: Clock = time.perf_counter,
                  work_dir: Path | None = None) -> None:
-        self.settings, self.out_dir = settings, out_dir
+        self.settings = settings
         self.folder, self.work = RunFolder(out_dir), WorkFolder(work_dir or out_dir)
         self.decode_samples, self.char_level = decode_samples, char_level
         self.fingerprint = dict(fingerprint or {})  # what shaped this run (see .checkpoints); in every checkpoint
@@ -142,9 +142,9 @@ class Trainer:
         distributed.seed_per_rank(self.settings.seed, self.loop.step, self.dist)
         progress_bar = ProgressBar(self.total_steps, self.loop.step,
                                    progress_bar_enabled(self.settings.progress) and self.dist.is_main,
-                                   description=self.out_dir.name)
+                                   description=self.folder.path.name)
         self.reporter = Reporter(tracker, progress_bar, self.directions, self.timer.clock,
-                                 decode_samples=self.decode_samples, run_name=self.out_dir.name)
+                                 decode_samples=self.decode_samples, run_name=self.folder.path.name)
         try:
             return self._finish(self._epochs())
         except BaseException as e:  # FAILED, or KILLED for Ctrl-C/SIGTERM; the last checkpoint stays as it was
@@ -219,12 +219,12 @@ class Trainer:
             ckpt.restore_best_model(self.model, self.work.best_model, self.device)
         metrics = self.loop.final_metrics(stop, self.epochs_done, count_parameters(self.model))
         if not self.dist.is_main:  # DDP: rank 0 writes and tracks the result (see pipeline.training.distributed)
-            return FitResult(metrics, stop, self.out_dir, None)
+            return FitResult(metrics, stop, self.folder.path, None)
         clip = self.settings.clip_threshold if self.settings.clip == "norm" else None
         self.reporter.log_model(self.model)
         files = write_outputs(self.folder, metrics, self.loop.epochs, self.loop.intervals, clip, self.work.best_model)
         self.reporter.log_result(files, stop)
-        return FitResult(metrics, stop, self.out_dir, self.reporter.run_id)
+        return FitResult(metrics, stop, self.folder.path, self.reporter.run_id)
 
     # ------------------------------------------------------------------ periodic work
 
